@@ -1,0 +1,39 @@
+# encdec-pl: `make help` lists the targets.
+# Everything runs inside .venv (made by `make install`); VENV=... points elsewhere.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-fast lint format clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+install: ## Create .venv and install encdec-pl (editable) with its test tools
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[dev]'
+
+train: ## Train EDE on MNIST; overrides go in ARGS, e.g. make train ARGS="loss.fake_weight=2.0"
+	$(BIN)/python -m encdec_pl.train $(ARGS)
+
+test: ## Run every test, slow ones included (as CI does); needs MNIST, see README
+	$(BIN)/pytest -n 2 --dist loadgroup --durations 15
+
+test-fast: ## Run the quick unit tests only
+	$(BIN)/pytest -n 2 -m "not slow"
+
+lint: ## Check style and common bugs (ruff)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+format: ## Reformat and fix what ruff can
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+clean: ## Remove caches and build files (keeps outputs/ and data/)
+	rm -rf build dist .pytest_cache .ruff_cache .hypothesis src/*.egg-info
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,217 @@
+"""MNIST and Fashion-MNIST as a LightningDataModule, with checked files and one-line errors.
+
+Files live in torchvision's layout, `<root>/<MNIST|FashionMNIST>/raw/*-ubyte`.
+Before anything is read, every file is checked against its known size and MD5:
+a missing file is downloaded (when `download` is on and the network answers), and
+a truncated or corrupt one stops the run with a message naming it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision import datasets
+from torchvision.transforms import v2
+
+from encdec_pl.errors import DataError, is_number, is_positive_int, require
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    torchvision_class: type[datasets.MNIST]
+    folder: str
+    md5: dict[str, str]  # uncompressed raw file -> MD5; these files never change upstream
+
+
+# Both datasets share file names and sizes: 16-byte header + 60000 or 10000 images of 28x28,
+# 8-byte header + one byte per label.
+FILE_SIZES = {
+    "train-images-idx3-ubyte": 16 + 60000 * 28 * 28,
+    "train-labels-idx1-ubyte": 8 + 60000,
+    "t10k-images-idx3-ubyte": 16 + 10000 * 28 * 28,
+    "t10k-labels-idx1-ubyte": 8 + 10000,
+}
+
+DATASETS = {
+    "mnist": DatasetSpec(
+        datasets.MNIST,
+        "MNIST",
+        {
+            "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+            "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+            "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+            "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+        },
+    ),
+    "fashion_mnist": DatasetSpec(
+        datasets.FashionMNIST,
+        "FashionMNIST",
+        {
+            "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+            "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+            "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+            "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+        },
+    ),
+}
+
+
+def _file_problem(path: Path, expected_md5: str) -> str | None:
+    """Why `path` is unusable (missing, truncated, corrupt), or None when it is fine."""
+    if not path.is_file():
+        return "missing"
+    size, expected_size = path.stat().st_size, FILE_SIZES[path.name]
+    if size != expected_size:
+        return f"truncated ({size} of {expected_size} bytes)" if size < expected_size else f"wrong size ({size} bytes)"
+    if hashlib.md5(path.read_bytes()).hexdigest() != expected_md5:
+        return "corrupt (MD5 mismatch)"
+    return None
+
+
+def ensure_dataset(root: str | Path, name: str, download: bool = True) -> Path:
+    """Make sure the raw files of dataset `name` are complete under `root`; return the raw folder.
+
+    Raises DataError, with one line saying which files are wrong, where, and how to fix it.
+    """
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}: choose one of {sorted(DATASETS)}")
+    spec = DATASETS[name]
+    root = Path(root).expanduser().absolute()
+    raw = root / spec.folder / "raw"
+
+    def problems() -> dict[str, str]:
+        found = {f: _file_problem(raw / f, md5) for f, md5 in spec.md5.items()}
+        return {f: p for f, p in found.items() if p}
+
+    bad = problems()
+    download_error = ""
+    if bad and download and all(p == "missing" for p in bad.values()):  # damaged files are never overwritten
+        download_error = _download(spec, root)
+        bad = problems()
+    if not bad:
+        return raw
+    if all(p == "missing" for p in bad.values()):
+        tried = f"; download failed ({download_error})" if download_error else ""
+        fix = "or run once with internet access" if download else "or set data.download=true with internet access"
+        raise DataError(
+            f"{spec.folder} files missing in {raw}: {', '.join(bad)}{tried}. "
+            f"Fix: set data.root (or ENCDEC_DATA_DIR) to a folder holding {spec.folder}/raw/*-ubyte, {fix}"
+        )
+    listing = "; ".join(f"{f} {p}" for f, p in bad.items())
+    raise DataError(
+        f"{spec.folder} files damaged in {raw}: {listing}. "
+        "Fix: delete them and run again with internet access to re-download, or copy good ones there"
+    )
+
+
+def _download(spec: DatasetSpec, root: Path) -> str:
+    """Let torchvision download the dataset; return why it failed ('' on success)."""
+    chatter = io.StringIO()  # torchvision prints progress and a line per mirror tried
+    try:
+        with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+            spec.torchvision_class(root, train=True, download=True)
+            spec.torchvision_class(root, train=False, download=True)
+    except Exception as err:  # noqa: BLE001 - URLError, HTTPError, RuntimeError, OSError... all mean "no data"
+        # torchvision's message lists every mirror tried; the last line holds the last mirror's error.
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        return (lines[-1] if lines else type(err).__name__)[:200]
+    return ""
+
+
+class ImageDataset(Dataset):
+    """uint8 images (N, 28, 28) and labels -> (float image (1, 28, 28) in [0, 1], label)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Any = None) -> None:
+        self.images, self.labels, self.transform = images.unsqueeze(1), labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.images[index]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image.float().div_(255), self.labels[index]
+
+
+class MNISTDataModule(L.LightningDataModule):
+    """MNIST (or Fashion-MNIST) with a train/val split of the training set; the test set is kept for testing.
+
+    Training images are randomly rotated by up to `rotation` degrees, one image at a
+    time in the loader workers (the published augmentation). The split is drawn with
+    its own seed, so the validation images stay the same whatever the training seed.
+    """
+
+    def __init__(
+        self,
+        root: str = "data",
+        dataset: str = "mnist",
+        batch_size: int = 128,
+        val_size: int = 5000,
+        rotation: float = 10.0,
+        num_workers: int = 2,
+        split_seed: int = 0,
+        download: bool = True,
+    ) -> None:
+        super().__init__()
+        require(dataset in DATASETS, "dataset", dataset, f"one of {sorted(DATASETS)}")
+        require(is_positive_int(batch_size), "batch_size", batch_size, "a positive integer")
+        require(is_positive_int(val_size) and val_size < 60000, "val_size", val_size, "an integer in [1, 59999]")
+        require(is_number(rotation) and 0 <= rotation <= 180, "rotation", rotation, "in [0, 180] degrees")
+        require(isinstance(num_workers, int) and num_workers >= 0, "num_workers", num_workers, "an integer >= 0")
+        self.save_hyperparameters()
+        self.root, self.dataset_name, self.batch_size = root, dataset, batch_size
+        self.val_size, self.rotation, self.num_workers = val_size, rotation, num_workers
+        self.split_seed, self.download = split_seed, download
+        self.train_set: ImageDataset | None = None
+        self.val_set: ImageDataset | None = None
+        self.test_set: ImageDataset | None = None
+        self._files_checked = False
+
+    def prepare_data(self) -> None:
+        if not self._files_checked:
+            ensure_dataset(self.root, self.dataset_name, self.download)
+            self._files_checked = True
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        if not self._files_checked:  # setup() called directly, without prepare_data()
+            ensure_dataset(self.root, self.dataset_name, download=False)
+        tv_class = DATASETS[self.dataset_name].torchvision_class
+        train = tv_class(self.root, train=True)
+        test = tv_class(self.root, train=False)
+        order = torch.randperm(len(train.data), generator=torch.Generator().manual_seed(self.split_seed))
+        train_idx, val_idx = order[self.val_size :], order[: self.val_size]
+        rotate = v2.RandomRotation(self.rotation) if self.rotation > 0 else None
+        self.train_set = ImageDataset(train.data[train_idx], train.targets[train_idx], rotate)
+        self.val_set = ImageDataset(train.data[val_idx], train.targets[val_idx])
+        self.test_set = ImageDataset(test.data, test.targets)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)
+
+    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+        assert dataset is not None, "call setup() first"
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )

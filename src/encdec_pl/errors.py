@@ -1,0 +1,48 @@
+"""Errors a user can fix. The command-line entry points print them as one line, no traceback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class EncDecError(Exception):
+    """Base of every error caused by input rather than by a bug."""
+
+
+class ConfigError(EncDecError):
+    """A setting is unknown, of the wrong type, or out of range."""
+
+
+class DataError(EncDecError):
+    """Dataset files are missing, truncated or corrupt, and cannot be downloaded."""
+
+
+class CheckpointError(EncDecError):
+    """A checkpoint is missing, unreadable, or does not fit the model."""
+
+
+class InvalidArgument(ConfigError, ValueError):
+    """One constructor argument is out of range.
+
+    Carries the argument's name so the CLI can point at the config key it came
+    from (`latent_dim` -> `model.latent_dim`).
+    """
+
+    def __init__(self, name: str, value: Any, requirement: str) -> None:
+        self.name, self.value, self.requirement = name, value, requirement
+        super().__init__(f"{name}={value!r} is invalid: must be {requirement}")
+
+
+def require(condition: bool, name: str, value: Any, requirement: str) -> None:
+    """Raise InvalidArgument(name, value, requirement) unless `condition` holds."""
+    if not condition:
+        raise InvalidArgument(name, value, requirement)
+
+
+def is_number(value: Any) -> bool:
+    # bool is an int subclass, but `fake_weight=true` is a typo, not a weight.
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and is_number(value) and value > 0

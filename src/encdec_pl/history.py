@@ -1,0 +1,111 @@
+"""Read back what a run logged, from its own files: W&B offline runs or Lightning CSV logs.
+
+W&B keeps an offline run in one `run-<id>.wandb` file: a LevelDB-style log of
+protobuf `Record`s (32 KiB blocks of chunks, each with a 7-byte header). The SDK
+no longer ships a Python reader for it, so the few lines of format are here.
+Tests and notebooks use this to check and plot what was logged, not what was
+meant to be logged.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+_FILE_HEADER = struct.Struct("<4sHB")  # b":W&B", magic 0xBEE1, version
+_CHUNK_HEADER = struct.Struct("<IHB")  # crc32, length, type
+_BLOCK_SIZE = 32 * 1024
+_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+
+
+def _wandb_records(path: Path) -> list[bytes]:
+    """The serialized records of a .wandb file, chunks reassembled."""
+    data = path.read_bytes()
+    ident, magic, _version = _FILE_HEADER.unpack_from(data, 0)
+    if ident != b":W&B" or magic != 0xBEE1:
+        raise ValueError(f"{path} is not a W&B run file")
+    records, pending, pos = [], b"", _FILE_HEADER.size
+    while pos + _CHUNK_HEADER.size <= len(data):
+        space_left = _BLOCK_SIZE - pos % _BLOCK_SIZE
+        if space_left < _CHUNK_HEADER.size:  # block tail too short for a header: zero padding
+            pos += space_left
+            continue
+        _crc, length, kind = _CHUNK_HEADER.unpack_from(data, pos)
+        pos += _CHUNK_HEADER.size
+        chunk, pos = data[pos : pos + length], pos + length
+        if kind == _FULL:
+            records.append(chunk)
+        elif kind == _FIRST:
+            pending = chunk
+        elif kind == _MIDDLE:
+            pending += chunk
+        elif kind == _LAST:
+            records.append(pending + chunk)
+            pending = b""
+        else:  # zero bytes past the last record of a block being written
+            break
+    return records
+
+
+def find_wandb_run_file(folder: str | Path) -> Path:
+    """The newest run-*.wandb file below `folder` (a run folder, its wandb/ dir, or the run dir itself)."""
+    folder = Path(folder)
+    if folder.is_file():
+        return folder
+    candidates = sorted(folder.rglob("run-*.wandb"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise FileNotFoundError(f"no W&B run file (run-*.wandb) below {folder}")
+    return candidates[-1]
+
+
+def read_wandb_history(folder: str | Path) -> list[dict[str, Any]]:
+    """Every `wandb.log` row of an offline (or synced) run, in order, as plain dicts."""
+    from wandb.proto import wandb_internal_pb2  # wandb is a dependency; imported late to keep this module light
+
+    rows = []
+    for raw in _wandb_records(find_wandb_run_file(folder)):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(raw)
+        if record.WhichOneof("record_type") != "history":
+            continue
+        row = {}
+        for item in record.history.item:
+            key = item.key or "/".join(item.nested_key)
+            row[key] = json.loads(item.value_json)
+        rows.append(row)
+    return rows
+
+
+def read_wandb_config(folder: str | Path) -> dict[str, Any]:
+    """The run's config as logged (the last value of each key)."""
+    from wandb.proto import wandb_internal_pb2
+
+    config: dict[str, Any] = {}
+    for raw in _wandb_records(find_wandb_run_file(folder)):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(raw)
+        kind = record.WhichOneof("record_type")
+        # The config given to wandb.init travels in the run record; later updates in config records.
+        updates = record.run.config.update if kind == "run" else record.config.update if kind == "config" else []
+        for item in updates:
+            key = item.key or "/".join(item.nested_key)
+            config[key] = json.loads(item.value_json)
+    return config
+
+
+def read_csv_history(folder: str | Path) -> list[dict[str, Any]]:
+    """Rows of a Lightning CSVLogger metrics.csv below `folder` (empty cells dropped, numbers parsed)."""
+    folder = Path(folder)
+    path = folder if folder.is_file() else max(folder.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+def series(rows: list[dict[str, Any]], key: str, step_key: str = "trainer/global_step") -> tuple[list, list]:
+    """(steps, values) of one metric from history rows, skipping rows that lack it."""
+    # CSVLogger names the step column "step"; W&B rows from Lightning carry trainer/global_step.
+    pairs = [(r.get(step_key, r.get("step")), r[key]) for r in rows if key in r]
+    return [p[0] for p in pairs], [p[1] for p in pairs]

@@ -1,0 +1,140 @@
+"""What every autoencoder-like model in the project shares.
+
+A subclass builds `self.encoder` / `self.decoder` and implements `compute_losses`;
+this class provides the public API (`encode`, `decode`, `load_from_checkpoint`),
+the optimizer, and the logging of loss terms and the latent norm, so that EDE
+and the baselines log the same metrics under the same names.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from torch import nn
+
+from encdec_pl.errors import CheckpointError, is_number, is_positive_int, require
+from encdec_pl.models.networks import IMAGE_SHAPE
+
+OPTIMIZERS = {"rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+class WindowMean:
+    """Trailing mean over the last `size` values (METHOD.md's 64-step latent-norm window).
+
+    Values stay tensors on their device so that logging does not force a sync every step.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.values: deque[torch.Tensor] = deque(maxlen=size)
+
+    def update(self, value: torch.Tensor) -> torch.Tensor:
+        self.values.append(value.detach())
+        return torch.stack(tuple(self.values)).mean()
+
+    def state(self) -> list[float]:
+        return [float(v) for v in self.values]
+
+    def load_state(self, values: list[float]) -> None:
+        self.values.clear()
+        self.values.extend(torch.tensor(v) for v in values)
+
+
+class BaseAutoencoder(L.LightningModule):
+    """Shared training loop for models with an encoder and a decoder over 28x28 images.
+
+    Subclasses call `super().__init__(latent_norm_window=..., optimizer=..., lr=...)`,
+    then `self.save_hyperparameters()`, build `self.encoder` and `self.decoder`, and
+    implement `compute_losses(x)`, which returns a dict of scalar tensors holding at
+    least "loss" (what is minimised) and "latent_norm".
+    """
+
+    encoder: nn.Module
+    decoder: nn.Module
+
+    def __init__(self, optimizer: str = "rmsprop", lr: float = 1e-4, latent_norm_window: int = 64) -> None:
+        require(optimizer in OPTIMIZERS, "optimizer", optimizer, f"one of {sorted(OPTIMIZERS)}")
+        require(is_number(lr) and lr > 0, "lr", lr, "> 0")
+        require(is_positive_int(latent_norm_window), "latent_norm_window", latent_norm_window, "a positive integer")
+        super().__init__()
+        self.latent_norm_avg = WindowMean(latent_norm_window)
+
+    # ----- public API -------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, 1, 28, 28), float in [0, 1] -> codes (B, latent_dim)."""
+        if x.dim() != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE:
+            raise ValueError(f"encode expects images of shape (B, 1, 28, 28), got {tuple(x.shape)}")
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes (B, latent_dim) -> images (B, 1, 28, 28) in [0, 1]."""
+        latent_dim = self.hparams["latent_dim"]
+        if z.dim() != 2 or z.shape[1] != latent_dim:
+            raise ValueError(f"decode expects codes of shape (B, {latent_dim}), got {tuple(z.shape)}")
+        return self.decoder(z)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """D(E(x)): what the model makes of an image."""
+        return self.decode(self.encode(x))
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls, checkpoint_path: str | Path, map_location: Any = None, **kwargs: Any
+    ) -> BaseAutoencoder:
+        """Load weights and settings from a checkpoint; needs neither Hydra nor config files.
+
+        The model comes back in eval mode (dropout off), ready for encode/decode.
+        """
+        path = Path(checkpoint_path)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint not found: {path}")
+        try:
+            model = super().load_from_checkpoint(path, map_location=map_location, **kwargs)
+        except (RuntimeError, EOFError, KeyError, ValueError, OSError) as err:
+            # torch.load on a truncated zip, a state dict of other shapes, a foreign file...
+            raise CheckpointError(f"cannot load checkpoint {path}: {_first_line(err)}") from err
+        return model.eval()
+
+    # ----- training ---------------------------------------------------------------------------
+    def compute_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        optimizer = OPTIMIZERS[self.hparams["optimizer"]]
+        return optimizer(self.parameters(), lr=self.hparams["lr"])
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        terms = self.compute_losses(batch[0])
+        terms["latent_norm_avg"] = self.latent_norm_avg.update(terms["latent_norm"])
+        self.log_dict({f"train/{k}": v for k, v in terms.items()}, on_step=True, on_epoch=False)
+        return terms["loss"]
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def _evaluate(self, batch: Any, stage: str) -> None:
+        terms = self.compute_losses(batch[0])
+        self.log_dict({f"{stage}/{k}": v for k, v in terms.items()}, on_epoch=True, batch_size=len(batch[0]))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The window survives a resume, so the logged average has no jump at the resume step.
+        checkpoint["latent_norm_window"] = self.latent_norm_avg.state()
+        # A resumed run continues the same W&B run (train.py reads this back).
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                checkpoint["wandb_run_id"] = logger.version
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.latent_norm_avg.load_state(checkpoint.get("latent_norm_window", []))
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,58 @@
+"""EncDec: the encoder-decoder-encoder network of METHOD.md as a LightningModule."""
+
+from __future__ import annotations
+
+import torch
+
+from encdec_pl.errors import is_number, is_positive_int, require
+from encdec_pl.losses import EDELoss, latent_norm
+from encdec_pl.models.base import BaseAutoencoder
+from encdec_pl.models.networks import Decoder, Encoder
+
+
+class EncDec(BaseAutoencoder):
+    """Encoder-decoder-encoder trained only by comparing codes (pull, push, fake).
+
+    Defaults are the published settings: latent size 32, width 32, dropout 1/32,
+    RMSprop at 1e-4, margin 1 and fake weight 2 (METHOD.md).
+
+    >>> model = EncDec.load_from_checkpoint("outputs/train/.../checkpoints/last.ckpt")
+    >>> z = model.encode(x)        # (B, 1, 28, 28) in [0, 1] -> (B, 32)
+    >>> x_rec = model.decode(z)    # -> (B, 1, 28, 28) in [0, 1]
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 32,
+        width: int = 32,
+        dropout: float = 1 / 32,
+        margin: float = 1.0,
+        pull_weight: float = 1.0,
+        push_weight: float = 1.0,
+        fake_weight: float = 2.0,
+        optimizer: str = "rmsprop",
+        lr: float = 1e-4,
+        latent_norm_window: int = 64,
+    ) -> None:
+        require(is_positive_int(latent_dim), "latent_dim", latent_dim, "a positive integer")
+        require(is_positive_int(width), "width", width, "a positive integer")
+        require(is_number(dropout) and 0 <= dropout < 1, "dropout", dropout, "in [0, 1)")
+        require(is_number(margin) and margin > 0, "margin", margin, "> 0")
+        for name, weight in [("pull_weight", pull_weight), ("push_weight", push_weight), ("fake_weight", fake_weight)]:
+            require(is_number(weight) and weight >= 0, name, weight, ">= 0")
+        super().__init__(optimizer=optimizer, lr=lr, latent_norm_window=latent_norm_window)
+        self.save_hyperparameters()
+        self.encoder = Encoder(latent_dim, width, dropout)
+        self.decoder = Decoder(latent_dim, width)
+        self.loss = EDELoss(margin, pull_weight, push_weight, fake_weight)
+
+    def compute_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        z = self.encoder(x)
+        x_rec = self.decoder(z)
+        # One encoder pass over both re-encodings. The second half sees the decoder
+        # output detached (METHOD.md's sg): the fake term trains the encoder alone,
+        # as a GAN's discriminator, and never the decoder.
+        z_rec, z_fake = self.encoder(torch.cat([x_rec, x_rec.detach()])).chunk(2)
+        terms = self.loss(z, z_rec, z_fake)
+        terms["latent_norm"] = latent_norm(z, z_rec)
+        return terms

@@ -1,0 +1,126 @@
+"""Train a model: `python -m encdec_pl.train [group=option ...] [key=value ...]`.
+
+Composes conf/train.yaml with the command-line overrides, builds the data, the
+model, the loggers and the callbacks, and runs a Lightning Trainer. Everything a
+run writes lands in its run folder (outputs/train/runs/<date>_<time>/, or
+wherever hydra.run.dir points): checkpoints/, images/, wandb/ (or csv/,
+tensorboard/), config.yaml (resolved), config_tree.log and train.log.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from encdec_pl.checkpoints import read_checkpoint, resolve_ckpt_path
+from encdec_pl.cli import run_cli, user_errors
+from encdec_pl.config import CONFIG_PACKAGE, print_config_tree, register_resolvers
+from encdec_pl.errors import ConfigError, InvalidArgument
+from encdec_pl.loggers import build_loggers, finish_wandb, log_config, wandb_run_dir
+
+log = logging.getLogger(__name__)
+register_resolvers()
+
+# Two messages that every run would print and nobody can act on: Lightning's advert for its
+# cloud logger at each Trainer start, and a deprecation inside Lightning's own use of torch's pytree.
+_lightning_info = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+_lightning_info.addFilter(lambda record: "litlogger" not in record.getMessage())
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+def construct(cfg: DictConfig, *groups: str) -> Any:
+    """Build the object that config group(s) describe: `_target_` called with every other key.
+
+    EncDec takes its arguments from two groups (`model`, `loss`); a bad value is
+    reported under the key the user typed, e.g. `loss.fake_weight=-1.0`.
+    """
+    settings: dict[str, Any] = {}
+    for group in groups:
+        settings.update(OmegaConf.to_container(cfg[group], resolve=True))  # type: ignore[arg-type]
+    target = settings.pop("_target_")
+    try:
+        return get_class(target)(**settings)
+    except InvalidArgument as err:
+        group = next((g for g in groups if err.name in cfg[g]), groups[0])
+        raise ConfigError(f"{group}.{err.name}={err.value!r} is invalid: must be {err.requirement}") from err
+
+
+def build_callbacks(callbacks_cfg: DictConfig | None) -> list[L.Callback]:
+    return [instantiate(conf) for conf in (callbacks_cfg or {}).values() if conf is not None]
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train as `cfg` says and return the final metrics (what Hydra sweepers read)."""
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.extras.ignore_warnings:
+        warnings.filterwarnings("ignore")
+
+    # seed=0 is a seed like any other; seed=null draws one, recorded in config.yaml.
+    seed = L.seed_everything(cfg.seed, workers=True, verbose=False)
+    with open_dict(cfg):
+        cfg.seed = seed
+    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+    if cfg.extras.print_config:
+        print_config_tree(cfg, save_to=output_dir / "config_tree.log")
+
+    datamodule = construct(cfg, "data")
+    model = construct(cfg, "model", "loss")
+    callbacks = build_callbacks(cfg.get("callbacks"))
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, output_dir)
+    resumed_run_id = read_checkpoint(ckpt_path).get("wandb_run_id") if ckpt_path else None
+    loggers = build_loggers(cfg.get("logger"), wandb_run_id=resumed_run_id)  # W&B starts lazily, below
+    datamodule.prepare_data()  # missing or damaged files stop the run here, before anything starts
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    log_config(loggers, cfg)
+
+    log.info("Training %s; run folder: %s", type(model).__name__, output_dir)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    finally:
+        if trainer.global_step > 0:
+            report_outputs(trainer, output_dir)
+        finish_wandb()
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+def report_outputs(trainer: L.Trainer, output_dir: Path) -> None:
+    """Tell the user where everything went, and how to resume or upload."""
+    lines = [f"Run folder: {output_dir}"]
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is not None:
+        last = Path(checkpoint.dirpath or "") / "last.ckpt"
+        if last.is_file():
+            lines.append(f"  last checkpoint: {last}")
+            lines.append(f"  resume with:     python -m encdec_pl.train ckpt_path={last}")
+        if checkpoint.best_model_path:
+            score = f"{checkpoint.monitor}={float(checkpoint.best_model_score):.4f}"
+            lines.append(f"  best checkpoint: {checkpoint.best_model_path} ({score})")
+    images = sorted((output_dir / "images").rglob("*.png")) if (output_dir / "images").is_dir() else []
+    if images:
+        lines.append(f"  images:          {output_dir / 'images'} ({len(images)} PNG files)")
+    lines.append(f"  log and config:  {output_dir / 'train.log'}, {output_dir / 'config.yaml'}")
+    wandb_run = wandb_run_dir(trainer.loggers)
+    if wandb_run is not None:
+        run_dir, mode = wandb_run
+        lines.append(f"  W&B run ({mode}): {run_dir}")
+        if mode == "offline":
+            lines.append(f"  upload it with:  wandb sync {run_dir}")
+    log.info("\n".join(lines))
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="train")
+@user_errors
+def main(cfg: DictConfig) -> dict[str, float]:
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,104 @@
+"""Shared fixtures: the real datasets, composed configs, and one short real training run.
+
+The data root is ENCDEC_DATA_DIR when set (CI points it at ../shared/datasets),
+else ../shared/datasets next to the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from encdec_pl.config import register_resolvers
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Tests run on CPU, one intra-op thread per test process: with pytest-xdist's two workers
+# on a 2-core machine that is one core each, and no oversubscription.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = Path(os.environ.get("ENCDEC_DATA_DIR", REPO_ROOT.parent / "shared" / "datasets")).absolute()
+    if not (root / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+        pytest.fail(f"MNIST not found under {root}: set ENCDEC_DATA_DIR to a folder holding MNIST/raw/*-ubyte")
+    return root
+
+
+def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose a config as the CLI would, with Hydra's runtime fields set, output under `output_dir`."""
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="encdec_pl.conf", version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.runtime.cwd = str(REPO_ROOT)
+        cfg.hydra.job.num = 0
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+@pytest.fixture
+def cfg_train(tmp_path: Path, data_root: Path) -> DictConfig:
+    """The default training config on the real data, writing to a temporary run folder, no W&B."""
+    return compose_config("train", [f"data.root={data_root}", "logger=csv", "data.num_workers=0"], tmp_path)
+
+
+def run_cli(module: str, *overrides: str, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run `python -m <module> <overrides>` in a subprocess, as a user would."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        env.setdefault("OMP_NUM_THREADS", "1")  # two test workers on two cores: one thread each
+    env.pop("HYDRA_FULL_ERROR", None)
+    env.pop("WANDB_API_KEY", None)  # tests never log online
+    return subprocess.run(
+        [sys.executable, "-m", module, *overrides],
+        cwd=cwd or REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+# One real training run shared by the end-to-end, resume and notebook tests: 300 steps of the
+# default EDE on MNIST (CPU, about two minutes), validating every 100 steps, W&B offline.
+# Tests that use it carry `uses_trained_run`, which keeps them on one xdist worker so the
+# run happens once per test session.
+TRAIN_STEPS = 300
+uses_trained_run = pytest.mark.xdist_group("trained_run")
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    run_dir = tmp_path_factory.mktemp("trained_run")
+    result = run_cli(
+        "encdec_pl.train",
+        f"hydra.run.dir={run_dir}",
+        f"data.root={data_root}",
+        "data.num_workers=1",
+        f"trainer.max_steps={TRAIN_STEPS}",
+        "trainer.val_check_interval=100",
+        "trainer.limit_val_batches=10",
+        "trainer.log_every_n_steps=5",
+        "trainer.accelerator=cpu",
+        "logger.wandb.mode=offline",
+        "seed=0",
+    )
+    if result.returncode != 0:
+        pytest.fail(f"training run failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    (run_dir / "cli_output.txt").write_text(result.stdout + result.stderr)
+    return run_dir

@@ -1,0 +1,93 @@
+"""The config tree composes for every option, builds real objects, and mirrors the code."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import lightning as L
+import pytest
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from encdec_pl import EncDec
+from encdec_pl.data import MNISTDataModule
+from encdec_pl.train import build_callbacks, construct
+
+from .conftest import REPO_ROOT, compose_config
+
+CONF = REPO_ROOT / "conf"
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_defaults_are_the_published_settings(cfg_train: DictConfig) -> None:
+    assert cfg_train.model.latent_dim == 32 and cfg_train.model.width == 32
+    assert cfg_train.model.optimizer == "rmsprop" and cfg_train.model.lr == pytest.approx(1e-4)
+    assert cfg_train.model.dropout == pytest.approx(1 / 32)
+    assert cfg_train.loss.margin == 1.0 and cfg_train.loss.fake_weight == 2.0
+    assert cfg_train.data.batch_size == 128 and cfg_train.data.rotation == 10.0
+    assert cfg_train.logger.keys() == {"csv"}  # the fixture swapped W&B out
+
+
+def test_data_root_defaults_to_env_then_dot_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENCDEC_DATA_DIR", "/somewhere/datasets")
+    assert compose_config("train", [], tmp_path).data.root == "/somewhere/datasets"
+    monkeypatch.delenv("ENCDEC_DATA_DIR")
+    assert compose_config("train", [], tmp_path).data.root == str(REPO_ROOT / "data")
+    # a relative ENCDEC_DATA_DIR counts from where the command started
+    monkeypatch.setenv("ENCDEC_DATA_DIR", "../shared/datasets")
+    assert compose_config("train", [], tmp_path).data.root == str(REPO_ROOT.parent / "shared" / "datasets")
+
+
+@pytest.mark.parametrize("group", ["model", "loss", "data", "trainer", "logger", "callbacks", "experiment", "debug"])
+def test_every_option_of_every_group_composes(group: str, tmp_path: Path) -> None:
+    assert options(group), f"conf/{group} is empty"
+    for option in options(group):
+        cfg = compose_config("train", [f"{group}={option}"], tmp_path)
+        assert cfg.model and cfg.trainer
+
+
+def test_trainer_config_lists_only_real_trainer_arguments(cfg_train: DictConfig) -> None:
+    trainer_args = set(inspect.signature(L.Trainer.__init__).parameters)
+    listed = set(cfg_train.trainer) - {"_target_"}
+    assert listed <= trainer_args, f"not Trainer arguments: {listed - trainer_args}"
+    # everything but the objects that come from other groups is settable as trainer.<argument>
+    assert trainer_args - listed - {"self", "logger", "callbacks", "plugins", "model_registry"} == set()
+
+
+def test_model_and_data_configs_name_constructor_arguments(cfg_train: DictConfig) -> None:
+    model_args = set(inspect.signature(EncDec.__init__).parameters) - {"self"}
+    assert (set(cfg_train.model) | set(cfg_train.loss)) - {"_target_"} == model_args
+    data_args = set(inspect.signature(MNISTDataModule.__init__).parameters) - {"self"}
+    assert set(cfg_train.data) - {"_target_"} == data_args
+
+
+def test_composed_config_builds_real_objects(cfg_train: DictConfig) -> None:
+    model = construct(cfg_train, "model", "loss")
+    assert isinstance(model, EncDec) and model.hparams["fake_weight"] == 2.0
+    assert isinstance(construct(cfg_train, "data"), MNISTDataModule)
+    callbacks = build_callbacks(cfg_train.callbacks)
+    assert {type(c).__name__ for c in callbacks} >= {"ModelCheckpoint", "ReconstructionGrid", "LatentNormPlot"}
+    trainer = instantiate(cfg_train.trainer, callbacks=callbacks, logger=False)
+    assert isinstance(trainer, L.Trainer) and trainer.max_epochs == 20
+
+
+def test_overrides_reach_the_objects(tmp_path: Path) -> None:
+    cfg = compose_config("train", ["loss.fake_weight=0.5", "model.latent_dim=8", "trainer.max_steps=7"], tmp_path)
+    model = construct(cfg, "model", "loss")
+    assert model.loss.fake_weight == 0.5 and model.encoder.head[-1].out_features == 8
+    assert instantiate(cfg.trainer, logger=False).max_steps == 7
+
+
+def test_fashion_mnist_experiment_switches_dataset(tmp_path: Path) -> None:
+    cfg = compose_config("train", ["experiment=ede_fashion_mnist"], tmp_path)
+    assert cfg.data.dataset == "fashion_mnist" and "fashion_mnist" in cfg.tags
+
+
+def test_debug_presets_run_on_cpu_without_wandb(tmp_path: Path) -> None:
+    for preset in options("debug"):
+        cfg = compose_config("train", [f"debug={preset}"], tmp_path)
+        assert cfg.trainer.accelerator == "cpu" and "wandb" not in cfg.logger

@@ -1,0 +1,103 @@
+"""`python -m encdec_pl.train` end to end, in a subprocess, on real MNIST, with an offline W&B run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from statistics import mean
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from encdec_pl import EncDec
+from encdec_pl.history import read_wandb_config, read_wandb_history, series
+
+from .conftest import TRAIN_STEPS, run_cli, uses_trained_run
+
+pytestmark = [pytest.mark.slow, uses_trained_run]
+
+
+def test_run_writes_checkpoints_images_config_and_log(trained_run: Path) -> None:
+    checkpoints = trained_run / "checkpoints"
+    assert (checkpoints / "last.ckpt").is_file() and (checkpoints / "best.ckpt").is_file()
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == TRAIN_STEPS
+    grids = sorted((trained_run / "images" / "reconstructions").glob("step_*.png"))
+    assert [g.name for g in grids] == ["step_000100.png", "step_000200.png", "step_000300.png"]
+    width, height = Image.open(grids[-1]).size
+    assert width == 8 * 30 + 2 and height == 8 * 30 + 2  # 4 rows of originals + 4 of reconstructions
+    assert (trained_run / "images" / "latent_norm.png").is_file()
+    config = yaml.safe_load((trained_run / "config.yaml").read_text())
+    assert config["seed"] == 0  # seed 0 is honoured, not treated as "no seed"
+    assert config["loss"]["fake_weight"] == 2.0
+    assert (trained_run / "train.log").stat().st_size > 0
+
+
+def test_run_tells_the_user_where_outputs_went(trained_run: Path) -> None:
+    output = (trained_run / "cli_output.txt").read_text()
+    assert f"Run folder: {trained_run}" in output
+    assert f"ckpt_path={trained_run}/checkpoints/last.ckpt" in output
+    assert f"wandb sync {trained_run}/wandb/offline-run-" in output
+    assert "CONFIG" in output and "latent_dim: 32" in output  # the printed config tree
+
+
+def test_offline_wandb_run_holds_latent_norm_and_loss_terms(trained_run: Path) -> None:
+    rows = read_wandb_history(trained_run / "wandb")
+    keys = set().union(*rows)
+    for stage in ("train", "val"):
+        for term in ("loss", "pull", "push", "fake", "latent_norm"):
+            assert f"{stage}/{term}" in keys
+    assert "train/latent_norm_avg" in keys and "val/reconstructions" in keys
+    steps, _ = series(rows, "train/latent_norm")
+    assert steps[0] < 10 and steps[-1] >= TRAIN_STEPS - 5 and len(steps) >= TRAIN_STEPS // 5 - 1
+    config = read_wandb_config(trained_run / "wandb")
+    assert config["model"]["latent_dim"] == 32 and config["seed"] == 0
+
+
+def test_loss_terms_move_in_the_expected_direction(trained_run: Path) -> None:
+    rows = read_wandb_history(trained_run / "wandb")
+
+    def start_and_end(key: str) -> tuple[float, float]:
+        values = series(rows, key)[1]
+        return mean(values[:10]), mean(values[-10:])
+
+    # push: codes of different images are pushed apart, so the hinge loss falls
+    push_start, push_end = start_and_end("train/push")
+    assert push_end < 0.5 * push_start
+    # the total falls too
+    loss_start, loss_end = start_and_end("train/loss")
+    assert loss_end < loss_start
+    # the latent norm starts near 0 (small initial codes) and rises as the codes spread out
+    norm_start, norm_end = start_and_end("train/latent_norm_avg")
+    assert norm_end > 2 * norm_start
+
+
+def test_checkpoint_from_the_cli_loads_for_inference(trained_run: Path) -> None:
+    model = EncDec.load_from_checkpoint(trained_run / "checkpoints" / "last.ckpt")
+    z = model.encode(torch.rand(4, 1, 28, 28))
+    assert z.shape == (4, 32) and torch.isfinite(z).all()
+
+
+def test_resume_continues_at_the_saved_step_in_the_same_wandb_run(
+    trained_run: Path, tmp_path: Path, data_root: Path
+) -> None:
+    resumed = tmp_path / "resumed"
+    result = run_cli(
+        "encdec_pl.train",
+        f"hydra.run.dir={resumed}",
+        f"data.root={data_root}",
+        f"ckpt_path={trained_run}/checkpoints/last.ckpt",
+        f"trainer.max_steps={TRAIN_STEPS + 20}",
+        "trainer.limit_val_batches=2",
+        "trainer.log_every_n_steps=5",
+        "trainer.accelerator=cpu",
+        "data.num_workers=0",
+        "logger.wandb.mode=offline",
+        "extras.print_config=false",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    steps, _ = series(read_wandb_history(resumed / "wandb"), "train/loss")
+    assert steps and min(steps) > TRAIN_STEPS and max(steps) >= TRAIN_STEPS + 15
+    assert torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == TRAIN_STEPS + 20
+    original_id = next((trained_run / "wandb").glob("offline-run-*")).name.rsplit("-", 1)[1]
+    assert next((resumed / "wandb").glob("offline-run-*")).name.endswith(f"-{original_id}")
