@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from statistics import mean
 
@@ -31,6 +32,9 @@ def test_run_writes_checkpoints_images_config_and_log(trained_run: Path) -> None
     assert config["seed"] == 0  # seed 0 is honoured, not treated as "no seed"
     assert config["loss"]["fake_weight"] == 2.0
     assert (trained_run / "train.log").stat().st_size > 0
+    summary = json.loads((trained_run / "metrics.json").read_text())
+    assert summary["status"] == "completed" and summary["global_step"] == TRAIN_STEPS
+    assert {"val/loss", "train/latent_norm_avg"} <= summary["metrics"].keys()
 
 
 def test_run_tells_the_user_where_outputs_went(trained_run: Path) -> None:

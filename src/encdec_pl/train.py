@@ -9,6 +9,7 @@ tensorboard/), config.yaml (resolved), config_tree.log and train.log.
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -82,13 +83,22 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log_config(loggers, cfg)
 
     log.info("Training %s; run folder: %s", type(model).__name__, output_dir)
+    status = "failed"
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        status = "interrupted" if trainer.interrupted else "completed"
     finally:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        write_run_summary(output_dir / "metrics.json", status, trainer.global_step, metrics)
         if trainer.global_step > 0:
             report_outputs(trainer, output_dir)
         finish_wandb()
-    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+    return metrics
+
+
+def write_run_summary(path: Path, status: str, step: int, metrics: dict[str, float]) -> None:
+    """metrics.json: how the run ended and its last logged metrics, for sweep reports and scripts."""
+    path.write_text(json.dumps({"status": status, "global_step": step, "metrics": metrics}, indent=2) + "\n")
 
 
 def report_outputs(trainer: L.Trainer, output_dir: Path) -> None:
