@@ -51,7 +51,10 @@ def test_offline_wandb_run_holds_latent_norm_and_loss_terms(trained_run: Path) -
     for stage in ("train", "val"):
         for term in ("loss", "pull", "push", "fake", "latent_norm"):
             assert f"{stage}/{term}" in keys
-    assert "train/latent_norm_avg" in keys and "val/reconstructions" in keys
+    assert "train/latent_norm_avg" in keys
+    images = [r["val/reconstructions"] for r in rows if "val/reconstructions" in r]
+    assert len(images) == 3 and images[0]["_type"] == "images/separated"
+    assert (trained_run / "wandb").glob(f"offline-run-*/files/{images[0]['filenames'][0]}")
     steps, _ = series(rows, "train/latent_norm")
     assert steps[0] < 10 and steps[-1] >= TRAIN_STEPS - 5 and len(steps) >= TRAIN_STEPS // 5 - 1
     config = read_wandb_config(trained_run / "wandb")
@@ -71,9 +74,11 @@ def test_loss_terms_move_in_the_expected_direction(trained_run: Path) -> None:
     # the total falls too
     loss_start, loss_end = start_and_end("train/loss")
     assert loss_end < loss_start
-    # the latent norm starts near 0 (small initial codes) and rises as the codes spread out
-    norm_start, norm_end = start_and_end("train/latent_norm_avg")
-    assert norm_end > 2 * norm_start
+    # the latent norm starts near 0 (the initial codes are tiny) and grows until the push hinge
+    # is met: codes an RMS distance >= 1 apart need a latent norm of about 0.5 or more
+    norms = series(rows, "train/latent_norm")[1]
+    assert norms[0] < 0.5 and norms[0] < 0.25 * mean(norms[-10:])
+    assert start_and_end("train/latent_norm_avg")[1] > 0.5
 
 
 def test_checkpoint_from_the_cli_loads_for_inference(trained_run: Path) -> None:
@@ -100,8 +105,11 @@ def test_resume_continues_at_the_saved_step_in_the_same_wandb_run(
         "extras.print_config=false",
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    steps, _ = series(read_wandb_history(resumed / "wandb"), "train/loss")
-    assert steps and min(steps) > TRAIN_STEPS and max(steps) >= TRAIN_STEPS + 15
+    # Exactly 20 more optimizer steps: training went on from step 300, not from 0.
     assert torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == TRAIN_STEPS + 20
+    # The logged step axis goes on from there too. (Lightning's logging step lags one behind
+    # after resuming from a checkpoint written at a mid-epoch validation, hence the -1.)
+    steps, _ = series(read_wandb_history(resumed / "wandb"), "train/loss")
+    assert steps and min(steps) >= TRAIN_STEPS - 1 and max(steps) >= TRAIN_STEPS + 14
     original_id = next((trained_run / "wandb").glob("offline-run-*")).name.rsplit("-", 1)[1]
     assert next((resumed / "wandb").glob("offline-run-*")).name.endswith(f"-{original_id}")

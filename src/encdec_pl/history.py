@@ -61,6 +61,17 @@ def find_wandb_run_file(folder: str | Path) -> Path:
     return candidates[-1]
 
 
+def _set_item(target: dict[str, Any], item: Any, value: Any) -> None:
+    # Scalars arrive under `key`; media (an image's type, size, file) under `nested_key` parts.
+    if item.key:
+        target[item.key] = value
+        return
+    *parents, last = item.nested_key
+    for part in parents:
+        target = target.setdefault(part, {})
+    target[last] = value
+
+
 def read_wandb_history(folder: str | Path) -> list[dict[str, Any]]:
     """Every `wandb.log` row of an offline (or synced) run, in order, as plain dicts."""
     from wandb.proto import wandb_internal_pb2  # wandb is a dependency; imported late to keep this module light
@@ -71,10 +82,9 @@ def read_wandb_history(folder: str | Path) -> list[dict[str, Any]]:
         record.ParseFromString(raw)
         if record.WhichOneof("record_type") != "history":
             continue
-        row = {}
+        row: dict[str, Any] = {}
         for item in record.history.item:
-            key = item.key or "/".join(item.nested_key)
-            row[key] = json.loads(item.value_json)
+            _set_item(row, item, json.loads(item.value_json))
         rows.append(row)
     return rows
 
@@ -91,8 +101,7 @@ def read_wandb_config(folder: str | Path) -> dict[str, Any]:
         # The config given to wandb.init travels in the run record; later updates in config records.
         updates = record.run.config.update if kind == "run" else record.config.update if kind == "config" else []
         for item in updates:
-            key = item.key or "/".join(item.nested_key)
-            config[key] = json.loads(item.value_json)
+            _set_item(config, item, json.loads(item.value_json))
     return config
 
 

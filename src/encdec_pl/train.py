@@ -110,7 +110,7 @@ def report_outputs(trainer: L.Trainer, output_dir: Path) -> None:
         if last.is_file():
             lines.append(f"  last checkpoint: {last}")
             lines.append(f"  resume with:     python -m encdec_pl.train ckpt_path={last}")
-        if checkpoint.best_model_path:
+        if checkpoint.best_model_path and checkpoint.best_model_score is not None:
             score = f"{checkpoint.monitor}={float(checkpoint.best_model_score):.4f}"
             lines.append(f"  best checkpoint: {checkpoint.best_model_path} ({score})")
     images = sorted((output_dir / "images").rglob("*.png")) if (output_dir / "images").is_dir() else []
