@@ -84,6 +84,18 @@ uses_trained_run = pytest.mark.xdist_group("trained_run")
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        # Under xdist every worker has its own session; the run must still happen once.
+        claim = tmp_path_factory.getbasetemp().parent / "trained_run.worker"
+        try:
+            with claim.open("x") as f:
+                f.write(worker)
+        except FileExistsError:
+            pytest.fail(
+                f"the shared training run already ran on {claim.read_text()}: tests that use it must carry "
+                "`uses_trained_run` and the suite must run with --dist loadgroup (as `make test` does)"
+            )
     run_dir = tmp_path_factory.mktemp("trained_run")
     result = run_cli(
         "encdec_pl.train",
