@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,10 +26,31 @@ def _abspath(path: str) -> str:
     return os.path.normpath(Path(base, Path(path).expanduser()).absolute())
 
 
+def _new_dir(path: str) -> str:
+    """`path`, else `path_2`, `path_3`...: the first that does not exist yet, created at once.
+
+    Run folders are named by the second a run starts; two runs started in the same second
+    would otherwise share one. mkdir is atomic, so two processes never get the same folder.
+    """
+    base = Path(path)
+    for number in itertools.count(1):
+        candidate = base if number == 1 else base.with_name(f"{base.name}_{number}")
+        try:
+            candidate.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return str(candidate)
+    raise AssertionError("unreachable")
+
+
 def register_resolvers() -> None:
-    """Make ${abspath:...} available to configs; safe to call more than once."""
+    """Make ${abspath:...} and ${new_dir:...} available to configs; safe to call more than once."""
     if not OmegaConf.has_resolver("abspath"):
         OmegaConf.register_new_resolver("abspath", _abspath)
+    if not OmegaConf.has_resolver("new_dir"):
+        # Cached: a config resolves to the same folder every time, and Hydra copies the cache
+        # into each job of a sweep, so every job finds the one sweep folder.
+        OmegaConf.register_new_resolver("new_dir", _new_dir, use_cache=True)
 
 
 MAIN_GROUPS = ("data", "model", "loss", "trainer", "callbacks", "logger")

@@ -20,10 +20,11 @@ import lightning as L
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from encdec_pl.checkpoints import read_checkpoint, resolve_ckpt_path
+from encdec_pl.checkpoints import check_checkpoint_fits, read_checkpoint, resolve_ckpt_path, resume_command
 from encdec_pl.cli import run_cli, user_errors
 from encdec_pl.config import CONFIG_PACKAGE, print_config_tree, register_resolvers
 from encdec_pl.errors import ConfigError, InvalidArgument
+from encdec_pl.faults import run_status
 from encdec_pl.loggers import build_loggers, finish_wandb, log_config, wandb_run_dir
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,14 @@ def construct(cfg: DictConfig, *groups: str) -> Any:
     try:
         return get_class(target)(**settings)
     except InvalidArgument as err:
-        group = next((g for g in groups if err.name in cfg[g]), groups[0])
-        raise ConfigError(f"{group}.{err.name}={err.value!r} is invalid: must be {err.requirement}") from err
+        raise ConfigError(
+            f"{config_key(cfg, err.name, groups)}={err.value!r} is invalid: must be {err.requirement}"
+        ) from err
+
+
+def config_key(cfg: DictConfig, name: str, groups: tuple[str, ...]) -> str:
+    """The key a constructor argument is set by: latent_dim -> model.latent_dim."""
+    return f"{next((g for g in groups if name in cfg[g]), groups[0])}.{name}"
 
 
 def build_callbacks(callbacks_cfg: DictConfig | None) -> list[L.Callback]:
@@ -75,8 +82,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = construct(cfg, "data")
     model = construct(cfg, "model", "loss")
     callbacks = build_callbacks(cfg.get("callbacks"))
-    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, output_dir)
-    resumed_run_id = read_checkpoint(ckpt_path).get("wandb_run_id") if ckpt_path else None
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, output_dir, Path(cfg.paths.runs_dir))
+    checkpoint = read_checkpoint(ckpt_path) if ckpt_path else {}
+    if ckpt_path:
+        check_checkpoint_fits(ckpt_path, checkpoint, model, lambda name: config_key(cfg, name, ("model", "loss")))
+    resumed_run_id = checkpoint.get("wandb_run_id")
     loggers = build_loggers(cfg.get("logger"), wandb_run_id=resumed_run_id)  # W&B starts lazily, below
     datamodule.prepare_data()  # missing or damaged files stop the run here, before anything starts
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -87,6 +97,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         status = "interrupted" if trainer.interrupted else "completed"
+    except BaseException as err:
+        status = run_status(err)  # interrupted (Ctrl-C, SIGTERM), diverged (non-finite loss) or failed
+        raise
     finally:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         write_run_summary(output_dir / "metrics.json", status, trainer.global_step, metrics)
@@ -109,7 +122,7 @@ def report_outputs(trainer: L.Trainer, output_dir: Path) -> None:
         last = Path(checkpoint.dirpath or "") / "last.ckpt"
         if last.is_file():
             lines.append(f"  last checkpoint: {last}")
-            lines.append(f"  resume with:     python -m encdec_pl.train ckpt_path={last}")
+            lines.append(f"  resume with:     {resume_command(last)}")
         if checkpoint.best_model_path and checkpoint.best_model_score is not None:
             score = f"{checkpoint.monitor}={float(checkpoint.best_model_score):.4f}"
             lines.append(f"  best checkpoint: {checkpoint.best_model_path} ({score})")
