@@ -2,8 +2,8 @@
 
 `FaultHandler` is a Lightning callback (`callbacks.fault_handler`, part of callbacks=default):
 
-- **Non-finite loss.** Every training step, the logged `train/*` terms are stacked into one
-  small tensor on their device: no host-device sync. They are read on the host every
+- **Non-finite loss.** Every training step, the handler keeps references to the loss terms
+  that `training_step` returns (no kernel, no host-device sync). They are read on the host every
   `trainer.log_every_n_steps` steps (at most every 100), before any checkpoint is written,
   before each validation and at the end of training. The first step with a NaN or infinite
   term stops the run with `NonFiniteLoss`, naming that step and the terms; since no
@@ -77,32 +77,36 @@ def run_status(err: BaseException) -> str:
 
 
 class NonFiniteWatch:
-    """Keeps the loss terms of the steps not yet checked on their device; finds the first non-finite one."""
+    """Holds the loss terms of the steps not checked yet, on their device; finds the first non-finite one.
+
+    Recording keeps references only (no kernel, no sync); `first_non_finite` reads every held
+    value with one concatenation and one device-to-host copy.
+    """
 
     def __init__(self) -> None:
-        self.unchecked: list[tuple[int, tuple[str, ...], torch.Tensor]] = []
+        self.unchecked: list[tuple[int, dict[str, torch.Tensor]]] = []
 
-    def record(self, step: int, terms: Mapping[str, torch.Tensor]) -> None:
-        if terms:
-            values = torch.stack([value.detach().float().reshape(()) for value in terms.values()])
-            self.unchecked.append((step, tuple(terms), values))
+    def record(self, step: int, terms: Mapping[str, Any]) -> None:
+        tensors = {name: value for name, value in terms.items() if isinstance(value, torch.Tensor)}
+        if tensors:
+            self.unchecked.append((step, tensors))
 
     def first_non_finite(self) -> tuple[int, list[str]] | None:
-        """(step, names of the non-finite terms) of the first bad step recorded, or None; one host sync."""
+        """(step, names of the non-finite terms) of the first bad step recorded, or None; forgets the steps."""
         if not self.unchecked:
             return None
-        finite = torch.cat([values for _, _, values in self.unchecked]).isfinite().tolist()
+        values = [value.detach().reshape(-1).float() for _, terms in self.unchecked for value in terms.values()]
+        finite = torch.cat(values).isfinite().tolist()
+        unchecked, self.unchecked = self.unchecked, []
         start = 0
-        for step, names, _ in self.unchecked:
-            bad = [
-                name.removeprefix("train/")
-                for name, ok in zip(names, finite[start : start + len(names)], strict=True)
-                if not ok
-            ]
+        for step, terms in unchecked:
+            bad = []
+            for name, value in terms.items():
+                if not all(finite[start : start + value.numel()]):
+                    bad.append(name)
+                start += value.numel()
             if bad:
                 return step, bad
-            start += len(names)
-        self.unchecked.clear()
         return None
 
 
@@ -188,7 +192,7 @@ class FaultHandler(L.Callback):
         if trainer.world_size == 1:
             return self.received is not None
         # Every rank must stop at the same step: agree at logging steps (a collective, like logging).
-        if trainer.global_step % trainer.log_every_n_steps != 0:
+        if trainer.global_step % max(trainer.log_every_n_steps, 1) != 0:
             return False
         return trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
 
@@ -215,8 +219,13 @@ class FaultHandler(L.Callback):
         if trainer.ckpt_path and self.resume_lr_factor != 1.0:
             for optimizer in trainer.optimizers:
                 for group in optimizer.param_groups:
-                    old_lr, group["lr"] = group["lr"], group["lr"] * self.resume_lr_factor
-            log.info("Resumed with the learning rate times %g: %g -> %g", self.resume_lr_factor, old_lr, group["lr"])
+                    log.info(
+                        "Resuming with learning rate %g (%g from the checkpoint times resume_lr_factor=%g)",
+                        group["lr"] * self.resume_lr_factor,
+                        group["lr"],
+                        self.resume_lr_factor,
+                    )
+                    group["lr"] *= self.resume_lr_factor
         if self.save_on_signal:
             log.info("Ctrl-C (or SIGTERM) saves a checkpoint at the end of the current step and stops")
 
@@ -236,9 +245,9 @@ class FaultHandler(L.Callback):
         if self._nan_hook is not None:
             self._nan_hook.remove()
             self._nan_hook = None
-        metrics = trainer.callback_metrics
-        self.watch.record(trainer.global_step, {k: v for k, v in metrics.items() if k.startswith("train/")})
-        if trainer.global_step % min(trainer.log_every_n_steps, MAX_CHECK_INTERVAL) == 0:
+        # training_step's outputs: {"loss": ...} or, from BaseAutoencoder, every term (detached).
+        self.watch.record(trainer.global_step, outputs if isinstance(outputs, Mapping) else {"loss": outputs})
+        if trainer.global_step % min(max(trainer.log_every_n_steps, 1), MAX_CHECK_INTERVAL) == 0:
             self._raise_if_non_finite(trainer)
         if self.save_on_signal and self._stop_requested(trainer):
             self._stop_on_signal(trainer)
@@ -262,6 +271,11 @@ class FaultHandler(L.Callback):
     # ----- non-finite loss --------------------------------------------------------------------
     def _raise_if_non_finite(self, trainer: L.Trainer) -> None:
         found = self.watch.first_non_finite()
+        if trainer.world_size > 1:
+            # A NaN on one process reaches the others' weights a step later: every rank stops together.
+            if not trainer.strategy.reduce_boolean_decision(found is not None, all=False):
+                return
+            found = found or (trainer.global_step, ["loss (on another process)"])
         if found is None:
             return
         step, terms = found

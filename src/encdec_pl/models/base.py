@@ -107,11 +107,13 @@ class BaseAutoencoder(L.LightningModule):
         optimizer = OPTIMIZERS[self.hparams["optimizer"]]
         return optimizer(self.parameters(), lr=self.hparams["lr"])
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         terms = self.compute_losses(batch[0])
         terms["latent_norm_avg"] = self.latent_norm_avg.update(terms["latent_norm"])
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, on_step=True, on_epoch=False)
-        return terms["loss"]
+        # Lightning minimises "loss"; the other terms, detached, reach callbacks as `outputs`
+        # (FaultHandler watches them for NaN without a host-device sync).
+        return {k: v if k == "loss" else v.detach() for k, v in terms.items()}
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, "val")
