@@ -83,21 +83,27 @@ def test_resume_command_repeats_the_run_overrides_but_not_the_one_run_ones(tmp_p
     )
 
 
-def test_ckpt_path_last_prefers_this_run_then_the_newest_run(tmp_path: Path) -> None:
+def test_ckpt_path_last_finds_this_run_then_the_newest_run(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    older, newer, this_run = (runs / name for name in ("2026-01-01_10-00-00", "2026-01-01_09-00-00", "new"))
+    older, newer = runs / "2026-01-01_10-00-00", runs / "2026-01-01_09-00-00_2"
     for run, mtime in ((older, 1_000), (newer, 2_000)):  # newest by write time, not by name
         (run / "checkpoints").mkdir(parents=True)
         (run / "checkpoints" / "last.ckpt").write_bytes(b"")
         os.utime(run / "checkpoints" / "last.ckpt", (mtime, mtime))
-    this_run.mkdir()
-    assert resolve_ckpt_path("last", this_run, runs) == newer / "checkpoints" / "last.ckpt"
-    (this_run / "checkpoints").mkdir()
-    (this_run / "checkpoints" / "last.ckpt").write_bytes(b"")
-    os.utime(this_run / "checkpoints" / "last.ckpt", (0, 0))  # older, but it is this run's own
-    assert resolve_ckpt_path("last", this_run, runs) == this_run / "checkpoints" / "last.ckpt"
-    with pytest.raises(CheckpointError, match=r"ckpt_path=last: no checkpoints/last.ckpt in this run folder .* nor in"):
-        resolve_ckpt_path("last", tmp_path / "elsewhere", tmp_path / "no_runs")
+    # A fresh command (a new timestamped folder) continues the latest run...
+    fresh = runs / "2026-01-02_08-00-00"
+    fresh.mkdir()
+    assert resolve_ckpt_path("last", fresh, runs) == newer / "checkpoints" / "last.ckpt"
+    # ...but a run folder's own checkpoint comes first, however old.
+    (fresh / "checkpoints").mkdir()
+    (fresh / "checkpoints" / "last.ckpt").write_bytes(b"")
+    os.utime(fresh / "checkpoints" / "last.ckpt", (0, 0))
+    assert resolve_ckpt_path("last", fresh, runs) == fresh / "checkpoints" / "last.ckpt"
+    # A folder chosen with hydra.run.dir that has no checkpoint yet: a job's first start, from scratch.
+    assert resolve_ckpt_path("last", tmp_path / "my_job", runs) is None
+    # Nothing anywhere to resume from a fresh command: one line.
+    with pytest.raises(CheckpointError, match=r"^ckpt_path=last: no run under .* has a checkpoints/last.ckpt"):
+        resolve_ckpt_path("last", tmp_path / "empty" / "2026-01-02_08-00-00", tmp_path / "empty")
 
 
 def _run_dirs_composed_at(now: str, tmp_path: Path) -> tuple[str, str]:

@@ -7,6 +7,7 @@ module in programs that have neither.
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import zipfile
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from encdec_pl.errors import CheckpointError
 log = logging.getLogger(__name__)
 
 LAST = "last"  # ckpt_path=last
+RUN_FOLDER_NAME = re.compile(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}(_\d+)?")  # hydra/default.yaml's run.dir
 # Overrides that apply to one run only: a resume command leaves them out.
 ONE_RUN_ONLY = (
     "ckpt_path",
@@ -30,12 +32,15 @@ ONE_RUN_ONLY = (
 
 
 def resolve_ckpt_path(value: str | None, output_dir: Path, runs_dir: Path | None = None) -> Path | None:
-    """The checkpoint that `ckpt_path=<value>` names.
+    """The checkpoint that `ckpt_path=<value>` names, or None to train from scratch.
 
     A path is taken as given (relative to where the command started). `last` means this run
-    folder's checkpoints/last.ckpt when there is one (a run continued in place with
-    hydra.run.dir=<run>); otherwise, outside a multirun, the newest checkpoints/last.ckpt of any
-    run under `runs_dir` (outputs/train/runs/), so that a fresh command continues the latest run.
+    folder's checkpoints/last.ckpt when there is one. Otherwise:
+    - in a fresh timestamped folder below `runs_dir` (a new command without hydra.run.dir):
+      the newest checkpoints/last.ckpt of any run there, so `ckpt_path=last` continues the latest run;
+    - in a folder chosen with hydra.run.dir (or a sweep's job folder): nothing yet, so training
+      starts from scratch, with a warning. One command then serves a job's first start and every
+      restart after a preemption.
     """
     if value is None:
         return None
@@ -49,12 +54,19 @@ def resolve_ckpt_path(value: str | None, output_dir: Path, runs_dir: Path | None
     own = output_dir / "checkpoints" / "last.ckpt"
     if own.is_file():
         return own
-    newest = latest_checkpoint(runs_dir) if runs_dir is not None and not _in_multirun() else None
-    if newest is None:
-        where = f" nor in any run under {runs_dir}" if runs_dir is not None and not _in_multirun() else ""
-        raise CheckpointError(f"ckpt_path=last: no checkpoints/last.ckpt in this run folder ({output_dir}){where}")
-    log.info("ckpt_path=last: resuming the latest run, %s", newest)
-    return newest
+    if runs_dir is not None and is_fresh_run_folder(output_dir, runs_dir):
+        newest = latest_checkpoint(runs_dir)
+        if newest is None:
+            raise CheckpointError(f"ckpt_path=last: no run under {runs_dir} has a checkpoints/last.ckpt to resume")
+        log.info("ckpt_path=last: resuming the latest run, %s", newest)
+        return newest
+    log.warning("ckpt_path=last: no checkpoint in %s yet; training from scratch", output_dir)
+    return None
+
+
+def is_fresh_run_folder(output_dir: Path, runs_dir: Path) -> bool:
+    """True for the folder a command gets when hydra.run.dir is not set: <runs_dir>/<date>_<time>[_n]."""
+    return Path(output_dir).parent == Path(runs_dir) and RUN_FOLDER_NAME.fullmatch(Path(output_dir).name) is not None
 
 
 def latest_checkpoint(runs_dir: Path) -> Path | None:
@@ -63,11 +75,10 @@ def latest_checkpoint(runs_dir: Path) -> Path | None:
     return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
 
 
-def _in_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+def latest_run(runs_dir: Path) -> Path | None:
+    """The run folder below `runs_dir` whose checkpoints/last.ckpt was written last, or None."""
+    newest = latest_checkpoint(runs_dir)
+    return newest.parent.parent if newest is not None else None
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:

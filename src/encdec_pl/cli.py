@@ -56,6 +56,11 @@ def run_cli(hydra_main: Callable[[], Any]) -> None:
     os.environ[_OWN_MARKER] = "1"
     try:
         hydra_main()
+    except BrokenPipeError:
+        # The reader went away (`--help | head`): not worth a traceback. Python's recipe:
+        # point stdout at /dev/null so that flushing at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_RUNTIME_ERROR)
     except Exception as err:  # noqa: BLE001 - sorted into user errors and bugs by exit_on_user_error
         exit_on_user_error(err)
         raise
