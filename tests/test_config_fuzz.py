@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from encdec_pl.cli import user_error_message
 from encdec_pl.train import train
 
-from .conftest import REPO_ROOT, compose_config
+from .conftest import REPO_ROOT, compose_config, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -148,3 +148,59 @@ def test_any_override_trains_or_stops_with_one_line(
     monkeypatch.setenv("WANDB_MODE", "disabled")  # logger=wandb may be drawn: no files, no service
     note(f"overrides: {extra}")
     outcome(extra, data_root)
+
+
+def error_message(extra: list[str], data_root: Path) -> str:
+    # Any error: the message is what is checked.
+    with tempfile.TemporaryDirectory() as run_dir, pytest.raises(BaseException) as info:
+        train(compose_config("train", [f"data.root={data_root}", *FIXED, *extra], Path(run_dir)))
+    message = user_error_message(info.value)
+    assert message is not None, f"{extra} crashed with a traceback: {info.value!r}"
+    return message
+
+
+# Every crash the fuzzer found, each a traceback before it was fixed.
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("seed=abc", "seed='abc' is invalid: must be an integer in [0, 2**32 - 1], or null"),
+        ("seed=-3", "seed=-3 is invalid"),  # Lightning: "-3 is not in bounds" (ValueError)
+        ("seed=2.5", "seed=2.5 is invalid"),  # was silently truncated to 2
+        ("+model.foo=1", "model.foo is not a setting of EncDec; its settings: latent_dim, width,"),
+        ("~model._target_", "model has no _target_"),
+        ("model._target_=abc", "model._target_='abc' is not a class that can be imported"),
+        ("trainer.precision=abc", "trainer: Precision 'abc' is invalid"),
+        ("trainer.log_every_n_steps=0", "trainer.log_every_n_steps=0 is invalid: must be a positive integer"),
+        ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0 is invalid"),
+        ("trainer.check_val_every_n_epoch=0", "trainer.check_val_every_n_epoch=0 is invalid"),
+        ("callbacks.reconstructions.num_images=0", "callbacks.reconstructions.num_images=0 is invalid"),
+        ("callbacks.reconstructions.images_per_row=0", "callbacks.reconstructions.images_per_row=0 is invalid"),
+        (
+            "+callbacks.reconstructions.foo=1",
+            "callbacks.reconstructions: ReconstructionGrid.__init__() got an unexpected",
+        ),
+        ("~callbacks.fault_handler._target_", "callbacks.fault_handler has no _target_"),
+        ("logger.csv._target_=abc", "logger.csv: Expected a callable target"),
+        ("data.split_seed=abc", "data.split_seed='abc' is invalid: must be an integer >= 0"),
+        ("data.download=abc", "data.download='abc' is invalid: must be true or false"),
+        ("model.lr=inf", "non-finite weights after step 1 (encoder."),  # a NaN model must never be saved
+    ],
+)
+def test_fuzzer_findings_stop_with_one_line(override: str, expected: str, data_root: Path) -> None:
+    assert expected in error_message([override], data_root)
+
+
+# The real CLI on a few of them: one line on stderr, the config-error status, no traceback.
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("+model.foo=1", "error: model.foo is not a setting of EncDec"),
+        ("trainer.precision=abc", "error: trainer: Precision 'abc' is invalid"),
+        ("model.lr=[1,", "error: cannot parse the override"),
+    ],
+)
+def test_cli_examples(override: str, expected: str, tmp_path: Path) -> None:
+    result = run_cli("encdec_pl.train", override, f"hydra.run.dir={tmp_path}", "logger=none", "trainer.accelerator=cpu")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(expected), result.stderr[-2000:]
+    assert "Traceback" not in result.stdout

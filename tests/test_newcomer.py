@@ -100,7 +100,8 @@ def test_readme_setup_commands_work_from_a_fresh_clone(tmp_path: Path, data_root
     # dependencies borrowed from this environment (CI runs the real `make install`).
     dry_run = subprocess.run(["make", "-n", "install"], cwd=clone, capture_output=True, text=True, check=True)
     assert "-m venv .venv" in dry_run.stdout and "pip install -e '.[dev]'" in dry_run.stdout
-    subprocess.run([sys.executable, "-m", "venv", ".venv"], cwd=clone, check=True, timeout=120)
+    # --without-pip: pip and setuptools come from this environment too (the venv's bundled ones are older).
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", ".venv"], cwd=clone, check=True, timeout=120)
     python = clone / ".venv" / "bin" / "python"
     site = subprocess.run(
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],

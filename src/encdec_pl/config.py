@@ -1,4 +1,4 @@
-"""Config helpers shared by the entry points: custom resolvers and the printed config tree."""
+"""Config helpers shared by the entry points: resolvers, building objects with one-line errors, the config tree."""
 
 from __future__ import annotations
 
@@ -6,12 +6,17 @@ import itertools
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import rich
 import rich.syntax
 import rich.tree
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+
+from encdec_pl.errors import ConfigError, InvalidArgument, is_positive_int
 
 CONFIG_PACKAGE = "pkg://encdec_pl.conf"  # found the same way from a checkout and from an installed wheel
 
@@ -51,6 +56,40 @@ def register_resolvers() -> None:
         # Cached: a config resolves to the same folder every time, and Hydra copies the cache
         # into each job of a sweep, so every job finds the one sweep folder.
         OmegaConf.register_new_resolver("new_dir", _new_dir, use_cache=True)
+
+
+def instantiate_setting(conf: DictConfig, key: str, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate(conf), with a bad `_target_` or argument reported as one ConfigError naming `key`.
+
+    E.g. `callbacks.reconstructions.num_images=0 is invalid: must be a positive integer`, or
+    `trainer: Precision 'abc' is invalid. Allowed precision values: ...`.
+    """
+    if "_target_" not in conf:
+        raise ConfigError(f"{key} has no _target_ (the class to build); it was deleted or never set")
+    try:
+        return instantiate(conf, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, InvalidArgument):
+            raise ConfigError(f"{key}.{cause.name}={cause.value!r} is invalid: must be {cause.requirement}") from err
+        raise ConfigError(f"{key}: {_first_line(cause or err)}") from err
+
+
+# Trainer arguments that Lightning divides by without checking them: 0 crashes mid-run with a ZeroDivisionError.
+POSITIVE_TRAINER_INTEGERS = ("log_every_n_steps", "accumulate_grad_batches", "check_val_every_n_epoch")
+
+
+def check_trainer_settings(trainer_cfg: DictConfig) -> None:
+    """Raise ConfigError for the trainer settings Lightning itself does not check."""
+    for name in POSITIVE_TRAINER_INTEGERS:
+        value = trainer_cfg.get(name)
+        if value is not None and not is_positive_int(value):
+            raise ConfigError(f"trainer.{name}={value!r} is invalid: must be a positive integer")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 MAIN_GROUPS = ("data", "model", "loss", "trainer", "callbacks", "logger")

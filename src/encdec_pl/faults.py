@@ -257,7 +257,17 @@ class FaultHandler(L.Callback):
             self._raise_if_non_finite(trainer)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        self._raise_if_non_finite(trainer)  # raising here stops the file from being written
+        # Raising here stops the file from being written. The weights are checked too: a step whose
+        # loss was finite can still leave them non-finite (e.g. model.lr=inf), seen only at the next step.
+        self._raise_if_non_finite(trainer)
+        weights = checkpoint.get("state_dict", {})
+        finite = torch.stack([torch.isfinite(t).all() for t in weights.values()]).tolist() if weights else []
+        bad = [name for name, ok in zip(weights, finite, strict=True) if not ok]
+        if bad:
+            raise NonFiniteLoss(
+                f"non-finite weights after step {trainer.global_step} ({', '.join(bad[:3])}"
+                f"{f' and {len(bad) - 3} more' if len(bad) > 3 else ''}); {self._advice()}"
+            )
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._raise_if_non_finite(trainer)
@@ -279,16 +289,19 @@ class FaultHandler(L.Callback):
         if found is None:
             return
         step, terms = found
+        raise NonFiniteLoss(
+            f"non-finite loss at step {step}: {', '.join(terms)} became NaN or infinite; {self._advice()}"
+        )
+
+    def _advice(self) -> str:
         last = self.dirpath / "last.ckpt"
-        if last.is_file():
-            kept = torch.load(last, map_location="cpu", weights_only=True).get("global_step", "?")
-            advice = (
-                f"the last good checkpoint, {last} (step {kept}), was kept; resume from it with a lower learning "
-                f"rate: {resume_command(last, 'callbacks.fault_handler.resume_lr_factor=0.5')}"
-            )
-        else:
-            advice = "no checkpoint was written before it; start again with a lower model.lr"
-        raise NonFiniteLoss(f"non-finite loss at step {step}: {', '.join(terms)} became NaN or infinite; {advice}")
+        if not last.is_file():
+            return "no checkpoint was written before it; start again with a lower model.lr"
+        kept = torch.load(last, map_location="cpu", weights_only=True).get("global_step", "?")
+        return (
+            f"the last good checkpoint, {last} (step {kept}), was kept; resume from it with a lower learning "
+            f"rate: {resume_command(last, 'callbacks.fault_handler.resume_lr_factor=0.5')}"
+        )
 
 
 def _forward(signum: int, frame: FrameType | None, handler: Any) -> None:

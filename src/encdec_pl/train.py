@@ -9,6 +9,7 @@ tensorboard/), config.yaml (resolved), config_tree.log and train.log.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import warnings
@@ -17,13 +18,19 @@ from typing import Any
 
 import hydra
 import lightning as L
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from encdec_pl.checkpoints import check_checkpoint_fits, read_checkpoint, resolve_ckpt_path, resume_command
 from encdec_pl.cli import run_cli, user_errors
-from encdec_pl.config import CONFIG_PACKAGE, print_config_tree, register_resolvers
-from encdec_pl.errors import ConfigError, InvalidArgument
+from encdec_pl.config import (
+    CONFIG_PACKAGE,
+    check_trainer_settings,
+    instantiate_setting,
+    print_config_tree,
+    register_resolvers,
+)
+from encdec_pl.errors import ConfigError, InvalidArgument, require
 from encdec_pl.faults import run_status
 from encdec_pl.loggers import build_loggers, finish_wandb, log_config, wandb_run_dir
 
@@ -40,15 +47,28 @@ warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` i
 def construct(cfg: DictConfig, *groups: str) -> Any:
     """Build the object that config group(s) describe: `_target_` called with every other key.
 
-    EncDec takes its arguments from two groups (`model`, `loss`); a bad value is
-    reported under the key the user typed, e.g. `loss.fake_weight=-1.0`.
+    EncDec takes its arguments from two groups (`model`, `loss`); a bad value, an unknown
+    key (`+model.foo=1`) or a bad `_target_` is reported under the key the user typed.
     """
     settings: dict[str, Any] = {}
     for group in groups:
         settings.update(OmegaConf.to_container(cfg[group], resolve=True))  # type: ignore[arg-type]
-    target = settings.pop("_target_")
+    target = settings.pop("_target_", None)
+    if target is None:
+        raise ConfigError(f"{groups[0]} has no _target_ (the class to build); it was deleted or never set")
     try:
-        return get_class(target)(**settings)
+        cls = get_class(target)
+    except Exception as err:  # noqa: BLE001 - ImportError, ValueError, TypeError: all mean "no such class"
+        raise ConfigError(f"{groups[0]}._target_={target!r} is not a class that can be imported") from err
+    accepted = inspect.signature(cls).parameters
+    unknown = [k for k in settings if k not in accepted]
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        known = ", ".join(accepted)
+        raise ConfigError(
+            f"{config_key(cfg, unknown[0], groups)} is not a setting of {cls.__name__}; its settings: {known}"
+        )
+    try:
+        return cls(**settings)
     except InvalidArgument as err:
         raise ConfigError(
             f"{config_key(cfg, err.name, groups)}={err.value!r} is invalid: must be {err.requirement}"
@@ -61,7 +81,14 @@ def config_key(cfg: DictConfig, name: str, groups: tuple[str, ...]) -> str:
 
 
 def build_callbacks(callbacks_cfg: DictConfig | None) -> list[L.Callback]:
-    return [instantiate(conf) for conf in (callbacks_cfg or {}).values() if conf is not None]
+    callbacks = []
+    for name, conf in (callbacks_cfg or {}).items():
+        if conf is not None:
+            callback = instantiate_setting(conf, f"callbacks.{name}")
+            if not isinstance(callback, L.Callback):
+                raise ConfigError(f"callbacks.{name}: {type(callback).__name__} is not a Lightning callback")
+            callbacks.append(callback)
+    return callbacks
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -72,6 +99,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         warnings.filterwarnings("ignore")
 
     # seed=0 is a seed like any other; seed=null draws one, recorded in config.yaml.
+    valid_seed = cfg.seed is None or (isinstance(cfg.seed, int) and not isinstance(cfg.seed, bool) and cfg.seed >= 0)
+    require(valid_seed and (cfg.seed or 0) < 2**32, "seed", cfg.seed, "an integer in [0, 2**32 - 1], or null")
     seed = L.seed_everything(cfg.seed, workers=True, verbose=False)
     with open_dict(cfg):
         cfg.seed = seed
@@ -89,7 +118,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     resumed_run_id = checkpoint.get("wandb_run_id")
     loggers = build_loggers(cfg.get("logger"), wandb_run_id=resumed_run_id)  # W&B starts lazily, below
     datamodule.prepare_data()  # missing or damaged files stop the run here, before anything starts
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    check_trainer_settings(cfg.trainer)
+    trainer: L.Trainer = instantiate_setting(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     log_config(loggers, cfg)
 
     log.info("Training %s; run folder: %s", type(model).__name__, output_dir)
