@@ -190,12 +190,12 @@ def test_fuzzer_findings_stop_with_one_line(override: str, expected: str, data_r
     assert expected in error_message([override], data_root)
 
 
-# The real CLI on a few of them: one line on stderr, the config-error status, no traceback.
+# The real CLI on both of its paths: an error inside the run (@user_errors) and one while Hydra
+# parses the command line (run_cli). One line on stderr, the config-error status, no traceback.
 @pytest.mark.parametrize(
     "override,expected",
     [
         ("+model.foo=1", "error: model.foo is not a setting of EncDec"),
-        ("trainer.precision=abc", "error: trainer: Precision 'abc' is invalid"),
         ("model.lr=[1,", "error: cannot parse the override"),
     ],
 )

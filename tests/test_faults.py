@@ -7,6 +7,7 @@ what ckpt_path=last finds, run folders that never collide).
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -22,13 +23,13 @@ import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from encdec_pl import EncDec
 from encdec_pl.checkpoints import resolve_ckpt_path, resume_command
 from encdec_pl.config import register_resolvers
 from encdec_pl.errors import CheckpointError
-from encdec_pl.faults import NonFiniteWatch
+from encdec_pl.faults import FaultHandler, NonFiniteWatch
 from encdec_pl.history import read_csv_history, read_wandb_history, series
 
 from .conftest import REPO_ROOT, compose_config, run_cli
@@ -176,7 +177,6 @@ def test_load_from_checkpoint_names_the_file_and_the_problem(
     [
         ("latent16", "model.latent_dim=32", "it was saved with model.latent_dim=16 (here 32)"),
         ("truncated", None, "cannot read checkpoint {path}: the file is truncated"),
-        ("not_a_checkpoint", None, "cannot read checkpoint {path}: not a PyTorch checkpoint"),
     ],
 )
 def test_cli_bad_checkpoint_exits_with_one_line(
@@ -293,3 +293,7 @@ def test_sigterm_then_ctrl_c_each_save_a_checkpoint_and_ckpt_path_last_resumes(t
     assert steps and min(steps) >= stopped_at - 1  # went on from the saved step, not from 0
     run_id = next((first_run / "wandb").glob("offline-run-*")).name.rsplit("-", 1)[1]
     assert next((second_run / "wandb").glob("offline-run-*")).name.endswith(f"-{run_id}")  # the same W&B run
+
+
+def test_fault_handler_config_names_its_arguments(cfg_train: DictConfig) -> None:
+    assert set(cfg_train.callbacks.fault_handler) - {"_target_"} == set(inspect.signature(FaultHandler).parameters)
