@@ -42,7 +42,6 @@ FIXED = [
     "data.num_workers=0",
     "data.download=false",
     "extras.print_config=false",
-    "callbacks.model_summary.max_depth=-1",  # no summary table per example
 ]
 # Left alone: what sets the run's length (fixed above), what launches processes (devices,
 # strategy: DDP would re-run pytest), and paths (a random relative path would write into the checkout).
@@ -63,7 +62,6 @@ NOT_FUZZED = {
     "trainer.num_nodes",
     "trainer.strategy",
     "data.num_workers",
-    "callbacks.model_summary.max_depth",
 }
 GROUPS = ("model", "loss", "data", "trainer", "callbacks", "logger", "extras")
 GROUP_OPTIONS = {
@@ -181,6 +179,8 @@ def error_message(extra: list[str], data_root: Path) -> str:
         ),
         ("~callbacks.fault_handler._target_", "callbacks.fault_handler has no _target_"),
         ("logger.csv._target_=abc", "logger.csv: Expected a callable target"),
+        ("+logger.batchsize=''", "logger.batchsize='' is not a config to build"),
+        ("+callbacks.x=1", "callbacks.x=1 is not a config to build"),
         ("data.split_seed=abc", "data.split_seed='abc' is invalid: must be an integer >= 0"),
         ("data.download=abc", "data.download='abc' is invalid: must be true or false"),
         ("model.lr=inf", "non-finite weights after step 1 (encoder."),  # a NaN model must never be saved

@@ -30,7 +30,7 @@ from encdec_pl.checkpoints import resolve_ckpt_path, resume_command
 from encdec_pl.config import register_resolvers
 from encdec_pl.errors import CheckpointError
 from encdec_pl.faults import FaultHandler, NonFiniteWatch
-from encdec_pl.history import read_csv_history, read_wandb_history, series
+from encdec_pl.history import read_csv_history, series
 
 from .conftest import REPO_ROOT, compose_config, run_cli
 
@@ -287,10 +287,8 @@ def test_sigterm_then_ctrl_c_each_save_a_checkpoint_and_ckpt_path_last_resumes(t
     assert second.returncode == 128 + signal.SIGINT, stderr[-3000:]
     assert "Traceback" not in stdout + stderr
     assert f"ckpt_path=last: resuming the latest run, {last}" in stdout
-    resumed_at = _checkpoint(second_run / "checkpoints" / "last.ckpt")["global_step"]
-    assert resumed_at > stopped_at
-    steps, _ = series(read_wandb_history(second_run / "wandb"), "train/loss")
-    assert steps and min(steps) >= stopped_at - 1  # went on from the saved step, not from 0
+    assert f"Restored all states from the checkpoint at {last}" in stdout + stderr
+    assert _checkpoint(second_run / "checkpoints" / "last.ckpt")["global_step"] > stopped_at  # went on from there
     run_id = next((first_run / "wandb").glob("offline-run-*")).name.rsplit("-", 1)[1]
     assert next((second_run / "wandb").glob("offline-run-*")).name.endswith(f"-{run_id}")  # the same W&B run
 

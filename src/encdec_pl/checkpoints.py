@@ -66,7 +66,8 @@ def resolve_ckpt_path(value: str | None, output_dir: Path, runs_dir: Path | None
 
 def is_fresh_run_folder(output_dir: Path, runs_dir: Path) -> bool:
     """True for the folder a command gets when hydra.run.dir is not set: <runs_dir>/<date>_<time>[_n]."""
-    return Path(output_dir).parent == Path(runs_dir) and RUN_FOLDER_NAME.fullmatch(Path(output_dir).name) is not None
+    output_dir = Path(output_dir).absolute()
+    return output_dir.parent == Path(runs_dir).absolute() and RUN_FOLDER_NAME.fullmatch(output_dir.name) is not None
 
 
 def latest_checkpoint(runs_dir: Path) -> Path | None:

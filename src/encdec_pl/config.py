@@ -64,6 +64,8 @@ def instantiate_setting(conf: DictConfig, key: str, **kwargs: Any) -> Any:
     E.g. `callbacks.reconstructions.num_images=0 is invalid: must be a positive integer`, or
     `trainer: Precision 'abc' is invalid. Allowed precision values: ...`.
     """
+    if not OmegaConf.is_dict(conf):
+        raise ConfigError(f"{key}={conf!r} is not a config to build (a mapping with a _target_)")
     if "_target_" not in conf:
         raise ConfigError(f"{key} has no _target_ (the class to build); it was deleted or never set")
     try:

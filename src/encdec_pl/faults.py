@@ -50,7 +50,7 @@ MAX_CHECK_INTERVAL = 100  # steps; bounds the device memory held by unchecked st
 
 
 class NonFiniteLoss(EncDecError):
-    """A loss term became NaN or infinite; the run stopped without saving the bad state."""
+    """A loss term (or the weights) became NaN or infinite; the run stopped without saving the bad state."""
 
     run_status = "diverged"
 

@@ -49,7 +49,7 @@ def build_loggers(logger_cfg: DictConfig | None, wandb_run_id: str | None = None
     loggers: list[Logger] = []
     for name, conf in (logger_cfg or {}).items():
         overrides: dict[str, Any] = {}
-        if str(conf.get("_target_", "")).endswith("WandbLogger"):
+        if OmegaConf.is_dict(conf) and str(conf.get("_target_", "")).endswith("WandbLogger"):
             if conf.get("mode", "auto") not in WANDB_MODES:
                 raise ConfigError(f"logger.wandb.mode={conf.mode!r} is invalid: must be one of {list(WANDB_MODES)}")
             overrides["mode"] = resolve_wandb_mode(conf.get("mode", "auto"))
