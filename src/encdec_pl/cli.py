@@ -126,9 +126,15 @@ def user_error_message(err: BaseException) -> str | None:
         detail = f" ({_first_line(cause)})" if cause is not None else ""
         return f"{_first_line(err)}{detail}"
     if isinstance(err, OverrideParseException):
-        return f"cannot parse the override: {_first_line(err)}"
+        override = getattr(err, "override", "")
+        detail = _first_line(err).removeprefix(f"Error parsing override '{override}'").strip() or "invalid syntax"
+        return (
+            f"cannot parse the override '{override}': {detail}" if override else f"cannot parse the override: {detail}"
+        )
     if isinstance(err, OmegaConfBaseException):
         full_key = getattr(err, "full_key", None)
+        if full_key and isinstance(err, ConfigAttributeError) and "not in struct" in str(err):
+            return f"setting '{full_key}' is missing from the config (deleted with ~{full_key}?)"
         return f"{full_key}: {_first_line(err)}" if full_key else _first_line(err)
     if isinstance(err, YAMLError):
         return f"invalid YAML in a config file: {' '.join(str(err).split())}"

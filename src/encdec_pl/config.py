@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import os
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import rich
 import rich.syntax
 import rich.tree
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from encdec_pl.errors import ConfigError, InvalidArgument, is_positive_int
@@ -58,6 +61,30 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("new_dir", _new_dir, use_cache=True)
 
 
+def import_target(target: Any, key: str) -> Any:
+    """The class or function a `_target_` names, or ConfigError naming `<key>._target_`."""
+    if target is None:
+        raise ConfigError(f"{key} has no _target_ (the class to build); it was deleted or never set")
+    try:
+        obj = get_object(str(target))
+    except Exception as err:  # noqa: BLE001 - ImportError, ValueError...: all mean "no such thing to import"
+        raise ConfigError(f"{key}._target_={target!r} is not a class that can be imported") from err
+    if not callable(obj):  # e.g. a module
+        raise ConfigError(f"{key}._target_={target!r} is not a class that can be imported")
+    return obj
+
+
+def check_settings(target: Any, names: Iterable[str], key_of: Callable[[str], str]) -> None:
+    """ConfigError for the first of `names` that `target` does not take (a typo added with +key=...)."""
+    parameters = inspect.signature(target).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = [name for name in names if name not in parameters]
+    if unknown:
+        known = ", ".join(name for name in parameters if name != "self")
+        raise ConfigError(f"{key_of(unknown[0])} is not a setting of {target.__name__}; its settings: {known}")
+
+
 def instantiate_setting(conf: DictConfig, key: str, **kwargs: Any) -> Any:
     """hydra.utils.instantiate(conf), with a bad `_target_` or argument reported as one ConfigError naming `key`.
 
@@ -66,8 +93,8 @@ def instantiate_setting(conf: DictConfig, key: str, **kwargs: Any) -> Any:
     """
     if not OmegaConf.is_dict(conf):
         raise ConfigError(f"{key}={conf!r} is not a config to build (a mapping with a _target_)")
-    if "_target_" not in conf:
-        raise ConfigError(f"{key} has no _target_ (the class to build); it was deleted or never set")
+    target = import_target(conf.get("_target_"), key)
+    check_settings(target, [k for k in conf if not str(k).startswith("_")], lambda name: f"{key}.{name}")
     try:
         return instantiate(conf, **kwargs)
     except InstantiationException as err:
@@ -82,11 +109,19 @@ POSITIVE_TRAINER_INTEGERS = ("log_every_n_steps", "accumulate_grad_batches", "ch
 
 
 def check_trainer_settings(trainer_cfg: DictConfig) -> None:
-    """Raise ConfigError for the trainer settings Lightning itself does not check."""
+    """Raise ConfigError for the trainer settings Lightning itself does not check.
+
+    Integers it divides by, and flags typed `bool` (a string there fails deep inside torch).
+    """
     for name in POSITIVE_TRAINER_INTEGERS:
         value = trainer_cfg.get(name)
         if value is not None and not is_positive_int(value):
             raise ConfigError(f"trainer.{name}={value!r} is invalid: must be a positive integer")
+    for name, hint in typing.get_type_hints(L.Trainer.__init__).items():
+        value = trainer_cfg.get(name)
+        if hint in (bool, bool | None) and not isinstance(value, bool) and (value is not None or hint is bool):
+            allowed = "true or false" if hint is bool else "true, false or null"
+            raise ConfigError(f"trainer.{name}={value!r} is invalid: must be {allowed}")
 
 
 def _first_line(err: BaseException) -> str:

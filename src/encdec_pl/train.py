@@ -9,7 +9,6 @@ tensorboard/), config.yaml (resolved), config_tree.log and train.log.
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import warnings
@@ -18,14 +17,15 @@ from typing import Any
 
 import hydra
 import lightning as L
-from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from encdec_pl.checkpoints import check_checkpoint_fits, read_checkpoint, resolve_ckpt_path, resume_command
 from encdec_pl.cli import run_cli, user_errors
 from encdec_pl.config import (
     CONFIG_PACKAGE,
+    check_settings,
     check_trainer_settings,
+    import_target,
     instantiate_setting,
     print_config_tree,
     register_resolvers,
@@ -53,20 +53,8 @@ def construct(cfg: DictConfig, *groups: str) -> Any:
     settings: dict[str, Any] = {}
     for group in groups:
         settings.update(OmegaConf.to_container(cfg[group], resolve=True))  # type: ignore[arg-type]
-    target = settings.pop("_target_", None)
-    if target is None:
-        raise ConfigError(f"{groups[0]} has no _target_ (the class to build); it was deleted or never set")
-    try:
-        cls = get_class(target)
-    except Exception as err:  # noqa: BLE001 - ImportError, ValueError, TypeError: all mean "no such class"
-        raise ConfigError(f"{groups[0]}._target_={target!r} is not a class that can be imported") from err
-    accepted = inspect.signature(cls).parameters
-    unknown = [k for k in settings if k not in accepted]
-    if unknown and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-        known = ", ".join(accepted)
-        raise ConfigError(
-            f"{config_key(cfg, unknown[0], groups)} is not a setting of {cls.__name__}; its settings: {known}"
-        )
+    cls = import_target(settings.pop("_target_", None), groups[0])
+    check_settings(cls, settings, lambda name: config_key(cfg, name, groups))
     try:
         return cls(**settings)
     except InvalidArgument as err:
