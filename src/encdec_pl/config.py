@@ -19,7 +19,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from encdec_pl.errors import ConfigError, InvalidArgument, is_positive_int
+from encdec_pl.errors import ConfigError, InvalidArgument, is_non_negative_int, is_positive_int
 
 CONFIG_PACKAGE = "pkg://encdec_pl.conf"  # found the same way from a checkout and from an installed wheel
 
@@ -108,11 +108,16 @@ def instantiate_setting(conf: DictConfig, key: str, **kwargs: Any) -> Any:
 POSITIVE_TRAINER_INTEGERS = ("log_every_n_steps", "accumulate_grad_batches", "check_val_every_n_epoch")
 
 
-def check_trainer_settings(trainer_cfg: DictConfig) -> None:
-    """Raise ConfigError for the trainer settings Lightning itself does not check.
+def check_run_settings(cfg: DictConfig) -> None:
+    """Raise ConfigError for the settings Lightning does not check itself (a traceback later otherwise).
 
-    Integers it divides by, and flags typed `bool` (a string there fails deep inside torch).
+    The seed (Lightning truncates 2.5 to 2 and raises ValueError for -3), the Trainer's integers
+    it divides by, and its flags typed `bool` (a string there fails deep inside torch).
     """
+    seed = cfg.seed
+    if seed is not None and not (is_non_negative_int(seed) and seed < 2**32):
+        raise ConfigError(f"seed={seed!r} is invalid: must be an integer in [0, 2**32 - 1], or null")
+    trainer_cfg = cfg.trainer
     for name in POSITIVE_TRAINER_INTEGERS:
         value = trainer_cfg.get(name)
         if value is not None and not is_positive_int(value):

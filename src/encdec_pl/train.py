@@ -23,14 +23,14 @@ from encdec_pl.checkpoints import check_checkpoint_fits, read_checkpoint, resolv
 from encdec_pl.cli import run_cli, user_errors
 from encdec_pl.config import (
     CONFIG_PACKAGE,
+    check_run_settings,
     check_settings,
-    check_trainer_settings,
     import_target,
     instantiate_setting,
     print_config_tree,
     register_resolvers,
 )
-from encdec_pl.errors import ConfigError, InvalidArgument, require
+from encdec_pl.errors import ConfigError, InvalidArgument
 from encdec_pl.faults import run_status
 from encdec_pl.loggers import build_loggers, finish_wandb, log_config, wandb_run_dir
 
@@ -86,9 +86,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.extras.ignore_warnings:
         warnings.filterwarnings("ignore")
 
+    check_run_settings(cfg)
     # seed=0 is a seed like any other; seed=null draws one, recorded in config.yaml.
-    valid_seed = cfg.seed is None or (isinstance(cfg.seed, int) and not isinstance(cfg.seed, bool) and cfg.seed >= 0)
-    require(valid_seed and (cfg.seed or 0) < 2**32, "seed", cfg.seed, "an integer in [0, 2**32 - 1], or null")
     seed = L.seed_everything(cfg.seed, workers=True, verbose=False)
     with open_dict(cfg):
         cfg.seed = seed
@@ -106,7 +105,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     resumed_run_id = checkpoint.get("wandb_run_id")
     loggers = build_loggers(cfg.get("logger"), wandb_run_id=resumed_run_id)  # W&B starts lazily, below
     datamodule.prepare_data()  # missing or damaged files stop the run here, before anything starts
-    check_trainer_settings(cfg.trainer)
     trainer: L.Trainer = instantiate_setting(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     log_config(loggers, cfg)
 
