@@ -26,13 +26,13 @@ test: ## Run every test, slow ones included (as CI does); needs MNIST, see READM
 test-fast: ## Run the quick unit tests only
 	$(BIN)/pytest -n 2 -m "not slow"
 
-lint: ## Check style and common bugs (ruff)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+lint: ## Check style and common bugs (ruff), notebooks included
+	$(BIN)/ruff check src tests notebooks
+	$(BIN)/ruff format --check src tests notebooks
 
 format: ## Reformat and fix what ruff can
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests notebooks
+	$(BIN)/ruff check --fix src tests notebooks
 
 clean: ## Remove caches and build files (keeps outputs/ and data/)
 	rm -rf build dist .pytest_cache .ruff_cache .hypothesis src/*.egg-info

@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from torchvision.utils import make_grid, save_image
 
+from encdec_pl.errors import is_positive_int, require
 from encdec_pl.history import series
 
 matplotlib.use("Agg")  # files only: training machines have no display
@@ -42,6 +43,8 @@ class ReconstructionGrid(L.Callback):
     """At each validation, draw the same validation images above their reconstructions D(E(x))."""
 
     def __init__(self, num_images: int = 32, images_per_row: int = 8, dirpath: str = "images/reconstructions") -> None:
+        require(is_positive_int(num_images), "num_images", num_images, "a positive integer")
+        require(is_positive_int(images_per_row), "images_per_row", images_per_row, "a positive integer")
         self.num_images, self.images_per_row, self.dirpath = num_images, images_per_row, Path(dirpath)
         self.images: torch.Tensor | None = None
         self.last_path: Path | None = None

@@ -56,6 +56,11 @@ def run_cli(hydra_main: Callable[[], Any]) -> None:
     os.environ[_OWN_MARKER] = "1"
     try:
         hydra_main()
+    except BrokenPipeError:
+        # The reader went away (`--help | head`): not worth a traceback. Python's recipe:
+        # point stdout at /dev/null so that flushing at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_RUNTIME_ERROR)
     except Exception as err:  # noqa: BLE001 - sorted into user errors and bugs by exit_on_user_error
         exit_on_user_error(err)
         raise
@@ -121,9 +126,15 @@ def user_error_message(err: BaseException) -> str | None:
         detail = f" ({_first_line(cause)})" if cause is not None else ""
         return f"{_first_line(err)}{detail}"
     if isinstance(err, OverrideParseException):
-        return f"cannot parse the override: {_first_line(err)}"
+        override = getattr(err, "override", "")
+        detail = _first_line(err).removeprefix(f"Error parsing override '{override}'").strip() or "invalid syntax"
+        return (
+            f"cannot parse the override '{override}': {detail}" if override else f"cannot parse the override: {detail}"
+        )
     if isinstance(err, OmegaConfBaseException):
         full_key = getattr(err, "full_key", None)
+        if full_key and isinstance(err, ConfigAttributeError) and "not in struct" in str(err):
+            return f"setting '{full_key}' is missing from the config (deleted with ~{full_key}?)"
         return f"{full_key}: {_first_line(err)}" if full_key else _first_line(err)
     if isinstance(err, YAMLError):
         return f"invalid YAML in a config file: {' '.join(str(err).split())}"

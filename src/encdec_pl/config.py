@@ -1,16 +1,25 @@
-"""Config helpers shared by the entry points: custom resolvers and the printed config tree."""
+"""Config helpers shared by the entry points: resolvers, building objects with one-line errors, the config tree."""
 
 from __future__ import annotations
 
+import inspect
+import itertools
 import os
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
+import lightning as L
 import rich
 import rich.syntax
 import rich.tree
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
+
+from encdec_pl.errors import ConfigError, InvalidArgument, is_non_negative_int, is_positive_int
 
 CONFIG_PACKAGE = "pkg://encdec_pl.conf"  # found the same way from a checkout and from an installed wheel
 
@@ -25,10 +34,104 @@ def _abspath(path: str) -> str:
     return os.path.normpath(Path(base, Path(path).expanduser()).absolute())
 
 
+def _new_dir(path: str) -> str:
+    """`path`, else `path_2`, `path_3`...: the first that does not exist yet, created at once.
+
+    Run folders are named by the second a run starts; two runs started in the same second
+    would otherwise share one. mkdir is atomic, so two processes never get the same folder.
+    """
+    base = Path(path)
+    for number in itertools.count(1):
+        candidate = base if number == 1 else base.with_name(f"{base.name}_{number}")
+        try:
+            candidate.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return str(candidate)
+    raise AssertionError("unreachable")
+
+
 def register_resolvers() -> None:
-    """Make ${abspath:...} available to configs; safe to call more than once."""
+    """Make ${abspath:...} and ${new_dir:...} available to configs; safe to call more than once."""
     if not OmegaConf.has_resolver("abspath"):
         OmegaConf.register_new_resolver("abspath", _abspath)
+    if not OmegaConf.has_resolver("new_dir"):
+        # Cached: a config resolves to the same folder every time, and Hydra copies the cache
+        # into each job of a sweep, so every job finds the one sweep folder.
+        OmegaConf.register_new_resolver("new_dir", _new_dir, use_cache=True)
+
+
+def import_target(target: Any, key: str) -> Any:
+    """The class or function a `_target_` names, or ConfigError naming `<key>._target_`."""
+    if target is None:
+        raise ConfigError(f"{key} has no _target_ (the class to build); it was deleted or never set")
+    try:
+        obj = get_object(str(target))
+    except Exception as err:  # noqa: BLE001 - ImportError, ValueError...: all mean "no such thing to import"
+        raise ConfigError(f"{key}._target_={target!r} is not a class that can be imported") from err
+    if not callable(obj):  # e.g. a module
+        raise ConfigError(f"{key}._target_={target!r} is not a class that can be imported")
+    return obj
+
+
+def check_settings(target: Any, names: Iterable[str], key_of: Callable[[str], str]) -> None:
+    """ConfigError for the first of `names` that `target` does not take (a typo added with +key=...)."""
+    parameters = inspect.signature(target).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = [name for name in names if name not in parameters]
+    if unknown:
+        known = ", ".join(name for name in parameters if name != "self")
+        raise ConfigError(f"{key_of(unknown[0])} is not a setting of {target.__name__}; its settings: {known}")
+
+
+def instantiate_setting(conf: DictConfig, key: str, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate(conf), with a bad `_target_` or argument reported as one ConfigError naming `key`.
+
+    E.g. `callbacks.reconstructions.num_images=0 is invalid: must be a positive integer`, or
+    `trainer: Precision 'abc' is invalid. Allowed precision values: ...`.
+    """
+    if not OmegaConf.is_dict(conf):
+        raise ConfigError(f"{key}={conf!r} is not a config to build (a mapping with a _target_)")
+    target = import_target(conf.get("_target_"), key)
+    check_settings(target, [k for k in conf if not str(k).startswith("_")], lambda name: f"{key}.{name}")
+    try:
+        return instantiate(conf, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, InvalidArgument):
+            raise ConfigError(f"{key}.{cause.name}={cause.value!r} is invalid: must be {cause.requirement}") from err
+        raise ConfigError(f"{key}: {_first_line(cause or err)}") from err
+
+
+# Trainer arguments that Lightning divides by without checking them: 0 crashes mid-run with a ZeroDivisionError.
+POSITIVE_TRAINER_INTEGERS = ("log_every_n_steps", "accumulate_grad_batches", "check_val_every_n_epoch")
+
+
+def check_run_settings(cfg: DictConfig) -> None:
+    """Raise ConfigError for the settings Lightning does not check itself (a traceback later otherwise).
+
+    The seed (Lightning truncates 2.5 to 2 and raises ValueError for -3), the Trainer's integers
+    it divides by, and its flags typed `bool` (a string there fails deep inside torch).
+    """
+    seed = cfg.seed
+    if seed is not None and not (is_non_negative_int(seed) and seed < 2**32):
+        raise ConfigError(f"seed={seed!r} is invalid: must be an integer in [0, 2**32 - 1], or null")
+    trainer_cfg = cfg.trainer
+    for name in POSITIVE_TRAINER_INTEGERS:
+        value = trainer_cfg.get(name)
+        if value is not None and not is_positive_int(value):
+            raise ConfigError(f"trainer.{name}={value!r} is invalid: must be a positive integer")
+    for name, hint in typing.get_type_hints(L.Trainer.__init__).items():
+        value = trainer_cfg.get(name)
+        if hint in (bool, bool | None) and not isinstance(value, bool) and (value is not None or hint is bool):
+            allowed = "true or false" if hint is bool else "true, false or null"
+            raise ConfigError(f"trainer.{name}={value!r} is invalid: must be {allowed}")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 MAIN_GROUPS = ("data", "model", "loss", "trainer", "callbacks", "logger")

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from encdec_pl.errors import DataError, is_number, is_positive_int, require
+from encdec_pl.errors import DataError, is_non_negative_int, is_number, is_positive_int, require
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,10 @@ class MNISTDataModule(L.LightningDataModule):
         require(is_positive_int(batch_size), "batch_size", batch_size, "a positive integer")
         require(is_positive_int(val_size) and val_size < 60000, "val_size", val_size, "an integer in [1, 59999]")
         require(is_number(rotation) and 0 <= rotation <= 180, "rotation", rotation, "in [0, 180] degrees")
-        require(isinstance(num_workers, int) and num_workers >= 0, "num_workers", num_workers, "an integer >= 0")
+        require(is_non_negative_int(num_workers), "num_workers", num_workers, "an integer >= 0")
+        require(is_non_negative_int(split_seed), "split_seed", split_seed, "an integer >= 0")
+        require(isinstance(download, bool), "download", download, "true or false")
+        require(isinstance(root, (str, Path)), "root", root, "a folder path")
         self.save_hyperparameters()
         self.root, self.dataset_name, self.batch_size = root, dataset, batch_size
         self.val_size, self.rotation, self.num_workers = val_size, rotation, num_workers

@@ -46,3 +46,7 @@ def is_number(value: Any) -> bool:
 
 def is_positive_int(value: Any) -> bool:
     return isinstance(value, int) and is_number(value) and value > 0
+
+
+def is_non_negative_int(value: Any) -> bool:
+    return isinstance(value, int) and is_number(value) and value >= 0

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from encdec_pl.config import instantiate_setting
 from encdec_pl.errors import ConfigError
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
@@ -47,16 +47,16 @@ def build_loggers(logger_cfg: DictConfig | None, wandb_run_id: str | None = None
     unless the config names an id of its own.
     """
     loggers: list[Logger] = []
-    for conf in (logger_cfg or {}).values():
+    for name, conf in (logger_cfg or {}).items():
         overrides: dict[str, Any] = {}
-        if conf._target_.endswith("WandbLogger"):
+        if OmegaConf.is_dict(conf) and str(conf.get("_target_", "")).endswith("WandbLogger"):
             if conf.get("mode", "auto") not in WANDB_MODES:
                 raise ConfigError(f"logger.wandb.mode={conf.mode!r} is invalid: must be one of {list(WANDB_MODES)}")
             overrides["mode"] = resolve_wandb_mode(conf.get("mode", "auto"))
             if conf.get("id") is None and wandb_run_id:
                 overrides["id"] = wandb_run_id
             Path(conf.save_dir).mkdir(parents=True, exist_ok=True)  # wandb falls back to /tmp otherwise
-        loggers.append(instantiate(conf, **overrides))
+        loggers.append(instantiate_setting(conf, f"logger.{name}", **overrides))
     return loggers
 
 

@@ -17,13 +17,21 @@ from typing import Any
 
 import hydra
 import lightning as L
-from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from encdec_pl.checkpoints import read_checkpoint, resolve_ckpt_path
+from encdec_pl.checkpoints import check_checkpoint_fits, read_checkpoint, resolve_ckpt_path, resume_command
 from encdec_pl.cli import run_cli, user_errors
-from encdec_pl.config import CONFIG_PACKAGE, print_config_tree, register_resolvers
+from encdec_pl.config import (
+    CONFIG_PACKAGE,
+    check_run_settings,
+    check_settings,
+    import_target,
+    instantiate_setting,
+    print_config_tree,
+    register_resolvers,
+)
 from encdec_pl.errors import ConfigError, InvalidArgument
+from encdec_pl.faults import run_status
 from encdec_pl.loggers import build_loggers, finish_wandb, log_config, wandb_run_dir
 
 log = logging.getLogger(__name__)
@@ -39,22 +47,36 @@ warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` i
 def construct(cfg: DictConfig, *groups: str) -> Any:
     """Build the object that config group(s) describe: `_target_` called with every other key.
 
-    EncDec takes its arguments from two groups (`model`, `loss`); a bad value is
-    reported under the key the user typed, e.g. `loss.fake_weight=-1.0`.
+    EncDec takes its arguments from two groups (`model`, `loss`); a bad value, an unknown
+    key (`+model.foo=1`) or a bad `_target_` is reported under the key the user typed.
     """
     settings: dict[str, Any] = {}
     for group in groups:
         settings.update(OmegaConf.to_container(cfg[group], resolve=True))  # type: ignore[arg-type]
-    target = settings.pop("_target_")
+    cls = import_target(settings.pop("_target_", None), groups[0])
+    check_settings(cls, settings, lambda name: config_key(cfg, name, groups))
     try:
-        return get_class(target)(**settings)
+        return cls(**settings)
     except InvalidArgument as err:
-        group = next((g for g in groups if err.name in cfg[g]), groups[0])
-        raise ConfigError(f"{group}.{err.name}={err.value!r} is invalid: must be {err.requirement}") from err
+        raise ConfigError(
+            f"{config_key(cfg, err.name, groups)}={err.value!r} is invalid: must be {err.requirement}"
+        ) from err
+
+
+def config_key(cfg: DictConfig, name: str, groups: tuple[str, ...]) -> str:
+    """The key a constructor argument is set by: latent_dim -> model.latent_dim."""
+    return f"{next((g for g in groups if name in cfg[g]), groups[0])}.{name}"
 
 
 def build_callbacks(callbacks_cfg: DictConfig | None) -> list[L.Callback]:
-    return [instantiate(conf) for conf in (callbacks_cfg or {}).values() if conf is not None]
+    callbacks = []
+    for name, conf in (callbacks_cfg or {}).items():
+        if conf is not None:
+            callback = instantiate_setting(conf, f"callbacks.{name}")
+            if not isinstance(callback, L.Callback):
+                raise ConfigError(f"callbacks.{name}: {type(callback).__name__} is not a Lightning callback")
+            callbacks.append(callback)
+    return callbacks
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -64,6 +86,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.extras.ignore_warnings:
         warnings.filterwarnings("ignore")
 
+    check_run_settings(cfg)
     # seed=0 is a seed like any other; seed=null draws one, recorded in config.yaml.
     seed = L.seed_everything(cfg.seed, workers=True, verbose=False)
     with open_dict(cfg):
@@ -75,11 +98,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = construct(cfg, "data")
     model = construct(cfg, "model", "loss")
     callbacks = build_callbacks(cfg.get("callbacks"))
-    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, output_dir)
-    resumed_run_id = read_checkpoint(ckpt_path).get("wandb_run_id") if ckpt_path else None
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, output_dir, Path(cfg.paths.runs_dir))
+    checkpoint = read_checkpoint(ckpt_path) if ckpt_path else {}
+    if ckpt_path:
+        check_checkpoint_fits(ckpt_path, checkpoint, model, lambda name: config_key(cfg, name, ("model", "loss")))
+    resumed_run_id = checkpoint.get("wandb_run_id")
     loggers = build_loggers(cfg.get("logger"), wandb_run_id=resumed_run_id)  # W&B starts lazily, below
     datamodule.prepare_data()  # missing or damaged files stop the run here, before anything starts
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate_setting(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     log_config(loggers, cfg)
 
     log.info("Training %s; run folder: %s", type(model).__name__, output_dir)
@@ -87,6 +113,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         status = "interrupted" if trainer.interrupted else "completed"
+    except BaseException as err:
+        status = run_status(err)  # interrupted (Ctrl-C, SIGTERM), diverged (non-finite loss) or failed
+        raise
     finally:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         write_run_summary(output_dir / "metrics.json", status, trainer.global_step, metrics)
@@ -109,7 +138,7 @@ def report_outputs(trainer: L.Trainer, output_dir: Path) -> None:
         last = Path(checkpoint.dirpath or "") / "last.ckpt"
         if last.is_file():
             lines.append(f"  last checkpoint: {last}")
-            lines.append(f"  resume with:     python -m encdec_pl.train ckpt_path={last}")
+            lines.append(f"  resume with:     {resume_command(last)}")
         if checkpoint.best_model_path and checkpoint.best_model_score is not None:
             score = f"{checkpoint.monitor}={float(checkpoint.best_model_score):.4f}"
             lines.append(f"  best checkpoint: {checkpoint.best_model_path} ({score})")

@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from torch import nn
 
+from encdec_pl.checkpoints import check_checkpoint_fits, read_checkpoint
 from encdec_pl.errors import CheckpointError, is_number, is_positive_int, require
 from encdec_pl.models.networks import IMAGE_SHAPE
 
@@ -94,9 +95,8 @@ class BaseAutoencoder(L.LightningModule):
             raise CheckpointError(f"checkpoint not found: {path}")
         try:
             model = super().load_from_checkpoint(path, map_location=map_location, **kwargs)
-        except (RuntimeError, EOFError, KeyError, ValueError, OSError) as err:
-            # torch.load on a truncated zip, a state dict of other shapes, a foreign file...
-            raise CheckpointError(f"cannot load checkpoint {path}: {_first_line(err)}") from err
+        except Exception as err:  # noqa: BLE001 - any failure here is a checkpoint that does not load; see below
+            raise _why_it_does_not_load(cls, path, kwargs, err) from err
         return model.eval()
 
     # ----- training ---------------------------------------------------------------------------
@@ -107,11 +107,13 @@ class BaseAutoencoder(L.LightningModule):
         optimizer = OPTIMIZERS[self.hparams["optimizer"]]
         return optimizer(self.parameters(), lr=self.hparams["lr"])
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         terms = self.compute_losses(batch[0])
         terms["latent_norm_avg"] = self.latent_norm_avg.update(terms["latent_norm"])
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, on_step=True, on_epoch=False)
-        return terms["loss"]
+        # Lightning minimises "loss"; the other terms, detached, reach callbacks as `outputs`
+        # (FaultHandler watches them for NaN without a host-device sync).
+        return {k: v if k == "loss" else v.detach() for k, v in terms.items()}
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -133,6 +135,26 @@ class BaseAutoencoder(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.latent_norm_avg.load_state(checkpoint.get("latent_norm_window", []))
+
+
+def _why_it_does_not_load(cls: type[BaseAutoencoder], path: Path, kwargs: dict, err: Exception) -> CheckpointError:
+    """A one-line CheckpointError saying what is wrong with a checkpoint that failed to load into `cls`.
+
+    Only runs after a failure, so a good checkpoint is read once: unreadable or foreign files,
+    settings `cls` does not take (another model's checkpoint), and weights of other shapes
+    (a different latent_dim or width than the settings passed in) each get their own message.
+    """
+    try:
+        checkpoint = read_checkpoint(path)
+        settings = {**(checkpoint.get("hyper_parameters") or {}), **kwargs}
+        try:
+            model = cls(**settings)
+        except TypeError as type_err:
+            return CheckpointError(f"{path} was not saved by {cls.__name__} ({_first_line(type_err)})")
+        check_checkpoint_fits(path, checkpoint, model)
+    except CheckpointError as diagnosis:
+        return diagnosis
+    return CheckpointError(f"cannot load checkpoint {path}: {_first_line(err)}")
 
 
 def _first_line(err: BaseException) -> str:
