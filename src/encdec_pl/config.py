@@ -26,9 +26,13 @@ def _abspath(path: str) -> str:
 
 
 def register_resolvers() -> None:
-    """Make ${abspath:...} available to configs; safe to call more than once."""
+    """Make ${abspath:...} and ${precision_for:...} available to configs; safe to call more than once."""
+    from encdec_pl.speed import precision_for  # imports Lightning: only when a config is composed
+
     if not OmegaConf.has_resolver("abspath"):
         OmegaConf.register_new_resolver("abspath", _abspath)
+    if not OmegaConf.has_resolver("precision_for"):
+        OmegaConf.register_new_resolver("precision_for", precision_for)
 
 
 MAIN_GROUPS = ("data", "model", "loss", "trainer", "callbacks", "logger")

@@ -74,7 +74,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     datamodule = construct(cfg, "data")
     model = construct(cfg, "model", "loss")
-    callbacks = build_callbacks(cfg.get("callbacks"))
+    callbacks = build_callbacks(cfg.get("callbacks")) + ([construct(cfg, "speed")] if cfg.get("speed") else [])
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, output_dir)
     resumed_run_id = read_checkpoint(ckpt_path).get("wandb_run_id") if ckpt_path else None
     loggers = build_loggers(cfg.get("logger"), wandb_run_id=resumed_run_id)  # W&B starts lazily, below
