@@ -53,14 +53,12 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
     cpu = platform.processor() or platform.machine()
-    try:
+    with contextlib.suppress(OSError, StopIteration):
         cpu = next(
             line.split(":", 1)[1].strip()
             for line in Path("/proc/cpuinfo").read_text().splitlines()
             if "model name" in line
         )
-    except (OSError, StopIteration):
-        pass
     return f"cpu: {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
