@@ -36,10 +36,10 @@ COMPILE_MODE_BY_DEVICE = {"cuda": "reduce-overhead", "cpu": "default"}
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
-def cpu_has_native_bf16() -> bool:
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     """Whether this CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX), read from /proc/cpuinfo."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        text = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
     except OSError:  # not Linux: no way to tell cheaply, so assume not
         return False
     flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
@@ -114,10 +114,10 @@ class FastStep(L.Callback):
 
 
 def compile_for_training(
-    compute_losses: Callable[[torch.Tensor], dict[str, torch.Tensor]], mode: str
+    compute_losses: Callable[[torch.Tensor], dict[str, torch.Tensor]], mode: str, backend: str = "inductor"
 ) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
     """`compute_losses` compiled for training steps (grad enabled); eager when gradients are off."""
-    compiled = torch.compile(compute_losses, mode=mode)
+    compiled = torch.compile(compute_losses, mode=mode, backend=backend)
 
     @functools.wraps(compute_losses)
     def losses(x: torch.Tensor) -> dict[str, torch.Tensor]:
