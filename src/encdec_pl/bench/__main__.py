@@ -115,27 +115,26 @@ def bounds(batch_sizes: list[int]) -> dict[int, dict[str, float]]:
     return out
 
 
-def print_report(
-    console: Console, device: str, timings: list[Timing], ratio: dict, bound: dict, eq: list[Timing], quick: bool
-) -> None:
-    table = Table(title=f"Training throughput ({'quick CI mode, not a measurement' if quick else 'median of repeats'})")
+def throughput_table(device: str, timings: list[Timing], quick: bool) -> Table:
+    title = "quick CI mode, not a measurement" if quick else "median of repeats"
+    table = Table(title=f"Training throughput ({title})")
     memory = "peak GPU MB" if device.startswith("cuda") else "peak RSS MB"
     for column in ("loop", "batch", "img/s", "min-max", memory, "precision", "data", "NHWC", "compile"):
         table.add_column(column, justify="right" if column in ("batch", "img/s", memory) else "left", no_wrap=True)
     for t in timings:
         spread = f"{min(t.images_per_s):.0f}-{max(t.images_per_s):.0f}" if t.images_per_s else "-"
         s = t.settings
-        row = [
-            f"{t.median:.0f}",
-            spread,
-            f"{t.peak_memory_mb:.0f}",
-            s["precision"],
-            s["data"],
-            str(s["channels_last"]).lower(),
-            str(s["compile"]).lower(),
-        ]
+        flags = [str(s["channels_last"]).lower(), str(s["compile"]).lower()]
+        row = [f"{t.median:.0f}", spread, f"{t.peak_memory_mb:.0f}", s["precision"], s["data"], *flags]
         table.add_row(t.name, str(t.batch_size), *row)
-    console.print(table)
+    return table
+
+
+def print_report(
+    console: Console, device: str, timings: list[Timing], ratio: dict, bound: dict, eq: list[Timing], quick: bool
+) -> None:
+    if timings:  # batch_sizes=[] asks for the equilibrium part alone
+        console.print(throughput_table(device, timings, quick))
     console.print(f"device: {device}")
     for batch_size, r in ratio.items():
         console.print(
@@ -146,7 +145,7 @@ def print_report(
         gpus = ", ".join(f"{k.split(' ', 1)[1]} {v:,.0f}" for k, v in b.items() if k.startswith("bound"))
         console.print(
             f"batch {batch_size}: {b['gflop_per_step']:.1f} GFLOP per training step"
-            f" ({b['mflop_per_image']:.0f} MFLOP/image); arithmetic bound in img/s at dense bf16 peak: {gpus}"
+            f" ({b['mflop_per_image']:.0f} MFLOP/image); bound in img/s at dense bf16 peak: {gpus}"
         )
     for t in eq:
         if t.equilibrium_step is None:
@@ -170,7 +169,7 @@ def main(cfg: DictConfig) -> None:
     bound = bounds(list(cfg.batch_sizes))
     eq: list[Timing] = []
     if cfg.equilibrium.enabled:
-        batch_size = cfg.batch_sizes[0]
+        batch_size = cfg.equilibrium.batch_size
         for name, extra in ((CONVENTIONAL, ["speed=off"]), (FAST, [])):
             log.info("time to equilibrium: %s", name)
             t = time_to_equilibrium(
