@@ -14,6 +14,7 @@ from torchvision.transforms.v2 import functional as TF
 from encdec_pl import EncDec
 from encdec_pl.data import ImageDataset, MNISTDataModule
 from encdec_pl.device_data import DeviceBatches, rotate, sample_angles, shard
+from encdec_pl.errors import DataError
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
@@ -196,3 +197,8 @@ def test_lightning_resumes_mid_epoch_with_the_batches_it_would_have_seen(data_ro
     resumed, second_half = fit(8, ckpt_path=str(tmp_path / "mid_epoch.ckpt"))
     assert resumed.global_step == 8
     assert first_half.fingerprints + second_half.fingerprints == uninterrupted.fingerprints
+    # The stream's position cannot go to a DataLoader: resuming on that path stops with one clear error.
+    trainer = L.Trainer(accelerator="cpu", max_steps=8, logger=False, enable_progress_bar=False)
+    workers = MNISTDataModule(root=str(data_root), batch_size=16, device_resident=False, num_workers=0, download=False)
+    with pytest.raises(DataError, match="resume it with data.device_resident=true"):
+        trainer.fit(EncDec(width=4, latent_dim=4), datamodule=workers, ckpt_path=tmp_path / "mid_epoch.ckpt")

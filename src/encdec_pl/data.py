@@ -243,6 +243,18 @@ class MNISTDataModule(L.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
         )
 
+    # Checkpoints record the data path: the fast path's stream position is saved with the
+    # training loop, and Lightning cannot hand it to a DataLoader.
+    def state_dict(self) -> dict[str, Any]:
+        return {"device_resident": self.uses_device_batches()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("device_resident") and not self.uses_device_batches():
+            raise DataError(
+                "this checkpoint was trained with device-resident batches and holds their position; "
+                "resume it with data.device_resident=true (or start a new run with false)"
+            )
+
     def _device_loader(self, split: str, dataset: ImageDataset, shuffle: bool) -> DeviceBatches:
         # Built once per split and device: Lightning asks again after a resume or a reload,
         # and the training stream must keep its seed and position.

@@ -98,8 +98,8 @@ class FastStep(L.Callback):
         self.applied: dict[str, Any] = {}  # what setup() did, for logs, the benchmark and tests
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage != "fit" or self.applied:
-            return
+        if stage != "fit" or getattr(pl_module, "_fast_step_applied", False):
+            return  # a second fit of the same model: it is converted already
         device_type = trainer.strategy.root_device.type
         channels_last = _choose(self.channels_last, CHANNELS_LAST_BY_DEVICE, device_type, False)
         compile_ = _choose(self.compile, COMPILE_BY_DEVICE, device_type, False)
@@ -109,6 +109,7 @@ class FastStep(L.Callback):
             pl_module.to(memory_format=torch.channels_last)
         if compile_:
             pl_module.compute_losses = compile_for_training(pl_module.compute_losses, mode)
+        pl_module._fast_step_applied = True
         self.applied = {"channels_last": channels_last, "compile": compile_, "compile_mode": mode if compile_ else None}
         log.info("Fast step on %s: %s", device_type, self.applied)
 
