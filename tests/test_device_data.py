@@ -52,6 +52,8 @@ def test_every_training_image_exactly_once_per_epoch_in_unit_range_on_the_device
         assert torch.equal(order.sort().values, ids)  # all 55000, none twice
         orders.append(order)
     assert not torch.equal(orders[0], orders[1])  # each epoch has its own order
+    image, _ = loader.dataset[0]  # callbacks read a few images by index, on the CPU like a DataLoader's dataset
+    assert image.device.type == "cpu" and torch.equal(image, images[0].unsqueeze(0).float() / 255)
 
 
 def test_data_module_serves_the_same_splits_both_ways(mnist: MNISTDataModule, data_root: Path) -> None:

@@ -65,7 +65,8 @@ def shard(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
 class DeviceImages(Dataset):
     """Map-style view of the held images, as a DataLoader's `dataset` (callbacks read a few by index).
 
-    Items are (float image (1, 28, 28) in [0, 1], label) without augmentation.
+    Items are (float image (1, 28, 28) in [0, 1], label) on the CPU, without augmentation,
+    as a DataLoader's dataset gives them.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
@@ -75,7 +76,7 @@ class DeviceImages(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> Batch:
-        return self.images[index].float().div_(255), self.labels[index]
+        return self.images[index].float().div_(255).cpu(), self.labels[index].cpu()
 
 
 class DeviceBatches:
