@@ -54,3 +54,11 @@ def test_packing_runs_jobs_side_by_side(tmp_path: Path, data_root: Path) -> None
     assert [row["threads_per_job"] for row in report["rows"]] == [cores, max(1, cores // 2)]  # no oversubscription
     assert all(row["aggregate_img_per_s"] > 0 for row in report["rows"])
     assert "jobs-per-GPU" in result.stdout
+
+
+def test_interleaved_step_timing_covers_every_variant() -> None:
+    from encdec_pl.bench.step import VARIANTS, interleaved_steps
+
+    seconds = interleaved_steps(batch_size=8, rounds=2, warmup=0, clock="cpu")
+    assert seconds.keys() == VARIANTS.keys()
+    assert all(len(values) == 2 and min(values) > 0 for values in seconds.values())
