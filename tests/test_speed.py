@@ -68,6 +68,20 @@ def test_compiled_losses_match_eager_and_are_safe_to_keep() -> None:
         assert torch.allclose(losses(x)["loss"], eager["loss"])
 
 
+def test_a_compiler_failure_falls_back_to_eager(caplog: pytest.LogCaptureFixture) -> None:
+    def failing_backend(graph_module, example_inputs):  # noqa: ANN001 - a compiler that cannot compile
+        raise RuntimeError("no kernels for this device")
+
+    torch.manual_seed(0)
+    model = EncDec(dropout=0.0)
+    x = torch.rand(8, 1, 28, 28)
+    losses = compile_for_training(model.compute_losses, mode="default", backend=failing_backend)
+    with caplog.at_level("WARNING"):
+        terms = losses(x)
+    assert torch.allclose(terms["loss"], model.compute_losses(x)["loss"])
+    assert "torch.compile failed" in caplog.text and "training continues eagerly" in caplog.text
+
+
 @pytest.mark.gpu
 def test_cuda_graph_step_matches_eager_over_several_steps() -> None:
     if not torch.cuda.is_available():

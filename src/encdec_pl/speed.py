@@ -118,15 +118,21 @@ def compile_for_training(
     compute_losses: Callable[[torch.Tensor], dict[str, torch.Tensor]], mode: str, backend: str = "inductor"
 ) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
     """`compute_losses` compiled for training steps (grad enabled); eager when gradients are off."""
-    compiled = torch.compile(compute_losses, mode=mode, backend=backend)
+    compiled = [torch.compile(compute_losses, mode=mode, backend=backend)]  # emptied if compiling fails
 
     @functools.wraps(compute_losses)
     def losses(x: torch.Tensor) -> dict[str, torch.Tensor]:
-        if not torch.is_grad_enabled():
+        if not torch.is_grad_enabled() or not compiled:
+            return compute_losses(x)
+        try:
+            terms = compiled[0](x)
+        except Exception as err:  # noqa: BLE001 - a compiler failure must not end the run: train eagerly
+            compiled.clear()
+            log.warning("torch.compile failed (%s); training continues eagerly", str(err).strip().splitlines()[0][:200])
             return compute_losses(x)
         # CUDA graphs (reduce-overhead) reuse their output memory at the next replay, but the
         # logged terms and the latent-norm window keep this step's values for later: clone
         # the scalars (five tiny copies) so nothing logged is overwritten.
-        return {name: value.clone() for name, value in compiled(x).items()}
+        return {name: value.clone() for name, value in terms.items()}
 
     return losses
