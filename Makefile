@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format clean
+.PHONY: help install train test test-fast lint format clean bench bench-quick bench-packing bench-quality
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -19,6 +19,18 @@ install: ## Create .venv and install encdec-pl (editable) with its test tools
 
 train: ## Train EDE on MNIST; overrides go in ARGS, e.g. make train ARGS="loss.fake_weight=2.0"
 	$(BIN)/python -m encdec_pl.train $(ARGS)
+
+bench: ## Time the published loop, a conventional Lightning loop and the fast path (README "Speed"); run it alone
+	$(BIN)/python -m encdec_pl.bench $(ARGS)
+
+bench-quick: ## The benchmark's short CI mode: every part runs, the figures mean nothing
+	$(BIN)/python -m encdec_pl.bench --config-name bench_quick $(ARGS)
+
+bench-packing: ## Aggregate img/s of 1, 2, 4, 8 fast-path jobs sharing one device
+	$(BIN)/python -m encdec_pl.bench.packing $(ARGS)
+
+bench-quality: ## Fast path vs fp32 path after a fixed number of steps, over seeds
+	$(BIN)/python -m encdec_pl.bench.quality $(ARGS)
 
 test: ## Run every test, slow ones included (as CI does); needs MNIST, see README
 	$(BIN)/pytest -n 2 --dist loadgroup --durations 15

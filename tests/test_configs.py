@@ -42,7 +42,9 @@ def test_data_root_defaults_to_env_then_dot_data(tmp_path: Path, monkeypatch: py
     assert compose_config("train", [], tmp_path).data.root == str(REPO_ROOT.parent / "shared" / "datasets")
 
 
-@pytest.mark.parametrize("group", ["model", "loss", "data", "trainer", "logger", "callbacks", "experiment", "debug"])
+@pytest.mark.parametrize(
+    "group", ["model", "loss", "data", "trainer", "speed", "logger", "callbacks", "experiment", "debug"]
+)
 def test_every_option_of_every_group_composes(group: str, tmp_path: Path) -> None:
     assert options(group), f"conf/{group} is empty"
     for option in options(group):

@@ -52,13 +52,17 @@ def _new_dir(path: str) -> str:
 
 
 def register_resolvers() -> None:
-    """Make ${abspath:...} and ${new_dir:...} available to configs; safe to call more than once."""
+    """Make ${abspath:...}, ${new_dir:...} and ${precision_for:...} available to configs; safe to call more than once."""
+    from encdec_pl.speed import precision_for  # imports Lightning: only when a config is composed
+
     if not OmegaConf.has_resolver("abspath"):
         OmegaConf.register_new_resolver("abspath", _abspath)
     if not OmegaConf.has_resolver("new_dir"):
         # Cached: a config resolves to the same folder every time, and Hydra copies the cache
         # into each job of a sweep, so every job finds the one sweep folder.
         OmegaConf.register_new_resolver("new_dir", _new_dir, use_cache=True)
+    if not OmegaConf.has_resolver("precision_for"):
+        OmegaConf.register_new_resolver("precision_for", precision_for)
 
 
 def import_target(target: Any, key: str) -> Any:

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets
 from torchvision.transforms import v2
 
+from encdec_pl.device_data import DeviceBatches
 from encdec_pl.errors import DataError, is_non_negative_int, is_number, is_positive_int, require
 
 
@@ -142,12 +143,22 @@ class ImageDataset(Dataset):
         return image.float().div_(255), self.labels[index]
 
 
+# What device_resident="auto" picks, by the type of the training device (measured: README "Speed").
+DEVICE_RESIDENT_BY_DEVICE = {"cuda": True, "cpu": True}
+
+
 class MNISTDataModule(L.LightningDataModule):
     """MNIST (or Fashion-MNIST) with a train/val split of the training set; the test set is kept for testing.
 
-    Training images are randomly rotated by up to `rotation` degrees, one image at a
-    time in the loader workers (the published augmentation). The split is drawn with
-    its own seed, so the validation images stay the same whatever the training seed.
+    Training images are randomly rotated by up to `rotation` degrees (the published
+    augmentation). Two ways to serve them, chosen by `device_resident`:
+    - True: each split lives on the training device as one uint8 tensor, shuffled,
+      batched and rotated there a whole batch at a time (encdec_pl.device_data);
+    - False: the classic DataLoader, rotating one image at a time in `num_workers`
+      worker processes and copying each batch to the device.
+    "auto" picks by device type (DEVICE_RESIDENT_BY_DEVICE). Both give the same
+    distribution of images and rotations. The split is drawn with its own seed, so the
+    validation images stay the same whatever the training seed.
     """
 
     def __init__(
@@ -160,6 +171,7 @@ class MNISTDataModule(L.LightningDataModule):
         num_workers: int = 2,
         split_seed: int = 0,
         download: bool = True,
+        device_resident: bool | str = "auto",
     ) -> None:
         super().__init__()
         require(dataset in DATASETS, "dataset", dataset, f"one of {sorted(DATASETS)}")
@@ -170,10 +182,12 @@ class MNISTDataModule(L.LightningDataModule):
         require(is_non_negative_int(split_seed), "split_seed", split_seed, "an integer >= 0")
         require(isinstance(download, bool), "download", download, "true or false")
         require(isinstance(root, (str, Path)), "root", root, "a folder path")
+        require(device_resident in (True, False, "auto"), "device_resident", device_resident, "true, false or auto")
         self.save_hyperparameters()
         self.root, self.dataset_name, self.batch_size = root, dataset, batch_size
         self.val_size, self.rotation, self.num_workers = val_size, rotation, num_workers
-        self.split_seed, self.download = split_seed, download
+        self.split_seed, self.download, self.device_resident = split_seed, download, device_resident
+        self._device_batches: dict[str, DeviceBatches] = {}  # kept: the training stream's position lives in it
         self.train_set: ImageDataset | None = None
         self.val_set: ImageDataset | None = None
         self.test_set: ImageDataset | None = None
@@ -199,17 +213,30 @@ class MNISTDataModule(L.LightningDataModule):
         self.val_set = ImageDataset(train.data[val_idx], train.targets[val_idx])
         self.test_set = ImageDataset(test.data, test.targets)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+    def train_dataloader(self) -> DataLoader | DeviceBatches:
+        return self._loader("train", self.train_set, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+    def val_dataloader(self) -> DataLoader | DeviceBatches:
+        return self._loader("val", self.val_set, shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
+    def test_dataloader(self) -> DataLoader | DeviceBatches:
+        return self._loader("test", self.test_set, shuffle=False)
 
-    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+    @property
+    def device(self) -> torch.device:
+        """The training device: the trainer's when attached, else the CPU."""
+        trainer = getattr(self, "trainer", None)
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def uses_device_batches(self) -> bool:
+        if self.device_resident == "auto":
+            return DEVICE_RESIDENT_BY_DEVICE.get(self.device.type, False)
+        return bool(self.device_resident)
+
+    def _loader(self, split: str, dataset: ImageDataset | None, shuffle: bool) -> DataLoader | DeviceBatches:
         assert dataset is not None, "call setup() first"
+        if self.uses_device_batches():
+            return self._device_loader(split, dataset, shuffle)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -218,3 +245,34 @@ class MNISTDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
         )
+
+    # Checkpoints record the data path: the fast path's stream position is saved with the
+    # training loop, and Lightning cannot hand it to a DataLoader.
+    def state_dict(self) -> dict[str, Any]:
+        return {"device_resident": self.uses_device_batches()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("device_resident") and not self.uses_device_batches():
+            raise DataError(
+                "this checkpoint was trained with device-resident batches and holds their position; "
+                "resume it with data.device_resident=true (or start a new run with false)"
+            )
+
+    def _device_loader(self, split: str, dataset: ImageDataset, shuffle: bool) -> DeviceBatches:
+        # Built once per split and device: Lightning asks again after a resume or a reload,
+        # and the training stream must keep its seed and position.
+        loader = self._device_batches.get(split)
+        if loader is None or loader.device != self.device:
+            trainer = getattr(self, "trainer", None)
+            loader = DeviceBatches(
+                dataset.images.squeeze(1),
+                dataset.labels,
+                self.batch_size,
+                device=self.device,
+                shuffle=shuffle,
+                rotation=self.rotation if dataset.transform is not None else 0.0,
+                rank=trainer.global_rank if trainer is not None else 0,
+                world_size=trainer.world_size if trainer is not None else 1,
+            )
+            self._device_batches[split] = loader
+        return loader

@@ -35,8 +35,8 @@ def dissimilar_loss(a: torch.Tensor, b: torch.Tensor, margin: float) -> torch.Te
 
 
 def latent_norm(z: torch.Tensor, z_rec: torch.Tensor) -> torch.Tensor:
-    """METHOD.md's diagnostic: 0.5 * (mean(E(x)^2) + mean(E(D(E(x)))^2))."""
-    return 0.5 * (z.pow(2).mean() + z_rec.pow(2).mean())
+    """METHOD.md's diagnostic: 0.5 * (mean(E(x)^2) + mean(E(D(E(x)))^2)), in fp32 whatever the codes' dtype."""
+    return 0.5 * (z.float().pow(2).mean() + z_rec.float().pow(2).mean())
 
 
 def push_pairs(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,7 +63,11 @@ class EDELoss:
         z      = E(x)
         z_rec  = E(D(E(x)))       graph reaches encoder and decoder
         z_fake = E(sg(D(E(x))))   the decoder output was detached: encoder only
+
+        Under bf16 autocast the codes arrive in bf16; the terms are computed in fp32
+        (a few hundred numbers: free), so the loss and its gradients keep fp32 precision.
         """
+        z, z_rec, z_fake = z.float(), z_rec.float(), z_fake.float()
         terms = {
             "pull": similar_loss(z, z_rec),
             "push": dissimilar_loss(*push_pairs(z), self.margin),

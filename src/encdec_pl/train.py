@@ -97,7 +97,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     datamodule = construct(cfg, "data")
     model = construct(cfg, "model", "loss")
-    callbacks = build_callbacks(cfg.get("callbacks"))
+    callbacks = build_callbacks(cfg.get("callbacks")) + ([construct(cfg, "speed")] if cfg.get("speed") else [])
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, output_dir, Path(cfg.paths.runs_dir))
     checkpoint = read_checkpoint(ckpt_path) if ckpt_path else {}
     if ckpt_path:
