@@ -9,6 +9,7 @@ tensorboard/), config.yaml (resolved), config_tree.log and train.log.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import warnings
@@ -45,9 +46,17 @@ def construct(cfg: DictConfig, *groups: str) -> Any:
     settings: dict[str, Any] = {}
     for group in groups:
         settings.update(OmegaConf.to_container(cfg[group], resolve=True))  # type: ignore[arg-type]
-    target = settings.pop("_target_")
+    target = get_class(settings.pop("_target_"))
+    accepted = inspect.signature(target).parameters
+    unknown = [key for key in settings if key not in accepted]
+    if unknown:  # e.g. model=ae loss=ede: EDE's loss settings mean nothing to the autoencoder
+        group = next(g for g in groups if unknown[0] in cfg[g])
+        raise ConfigError(
+            f"{group}.{unknown[0]} is not a setting of {target.__name__}, which takes {', '.join(accepted)}; "
+            "leave the loss group out (each model selects its own loss) or choose the matching one, e.g. loss=ae"
+        )
     try:
-        return get_class(target)(**settings)
+        return target(**settings)
     except InvalidArgument as err:
         group = next((g for g in groups if err.name in cfg[g]), groups[0])
         raise ConfigError(f"{group}.{err.name}={err.value!r} is invalid: must be {err.requirement}") from err
