@@ -171,7 +171,7 @@ def plot_margins(runs: dict[float, list[dict]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=8, help="length of the main run (margin 1)")
+    parser.add_argument("--epochs", type=int, default=6, help="length of the main run (margin 1)")
     parser.add_argument("--margins", type=float, nargs="*", default=[0.5, 2.0, 4.0], help="other margins to run")
     parser.add_argument("--margin-epochs", type=int, default=3, help="length of the other margins' runs")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "equilibrium_study")
