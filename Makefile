@@ -10,7 +10,7 @@ ARGS ?=
 .PHONY: help install train test test-fast lint format clean
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 install: ## Create .venv and install encdec-pl (editable) with its test tools
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,16 @@ install: ## Create .venv and install encdec-pl (editable) with its test tools
 train: ## Train EDE on MNIST; overrides go in ARGS, e.g. make train ARGS="loss.fake_weight=2.0"
 	$(BIN)/python -m encdec_pl.train $(ARGS)
 
+.PHONY: evaluate results-table equilibrium-study
+evaluate: ## Score a checkpoint, e.g. make evaluate ARGS="ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt"
+	$(BIN)/python -m encdec_pl.evaluate $(ARGS)
+
+results-table: ## Train and score the README's results table (EDE fw 0/1/2/4, AE, VAE on 2 datasets; hours on CPU)
+	$(BIN)/python scripts/results_table.py $(ARGS)
+
+equilibrium-study: ## The README's equilibrium study: long EDE runs with quality metrics, figures in docs/figures
+	$(BIN)/python scripts/equilibrium_study.py $(ARGS)
+
 test: ## Run every test, slow ones included (as CI does); needs MNIST, see README
 	$(BIN)/pytest -n 2 --dist loadgroup --durations 15
 
@@ -27,8 +37,8 @@ test-fast: ## Run the quick unit tests only
 	$(BIN)/pytest -n 2 -m "not slow"
 
 lint: ## Check style and common bugs (ruff)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
 
 format: ## Reformat and fix what ruff can
 	$(BIN)/ruff format src tests
