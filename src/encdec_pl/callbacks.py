@@ -129,8 +129,9 @@ class QualityMonitor(L.Callback):
     sampling Gaussian fit on `fit_size` training images without augmentation, `num_samples`
     samples. The evaluation classifier must exist at `classifier_path`
     (`python -m encdec_pl.classifier` makes it). Also draws `plot_path`: the windowed latent
-    norm and the quality metrics against steps. The model's training RNG is not touched,
-    so a run with the monitor follows the same trajectory as one without (on CPU).
+    norm and the quality metrics against steps. Scoring draws nothing from the global RNG
+    (subsets and samples have their own generators), so the monitor does not change the
+    course of training.
     """
 
     PLOTTED = ("label_preservation", "frechet/reconstructions", "frechet/samples", "probe/knn/codes")
@@ -176,14 +177,19 @@ class QualityMonitor(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # The starting point, before any step; written to the loggers directly because
         # Lightning takes self.log only inside the step loop. Not repeated on resuming.
-        if not self.rows:
+        # Under DDP only rank 0 measures (every rank holds the same weights).
+        if not self.rows and trainer.is_global_zero:
             metrics = self.measure(trainer, pl_module)
             for logger in trainer.loggers:
                 logger.log_metrics({f"quality/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         step = trainer.global_step
-        if step % self.every_n_steps != 0 or (self.rows and self.rows[-1]["step"] == step):
+        if (
+            not trainer.is_global_zero
+            or step % self.every_n_steps != 0
+            or (self.rows and self.rows[-1]["step"] == step)
+        ):
             return  # (the same step twice: gradient accumulation)
         metrics = self.measure(trainer, pl_module)
         # Through self.log, so the values also reach callback_metrics (metrics.json, sweepers);
