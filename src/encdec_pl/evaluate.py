@@ -30,7 +30,7 @@ from encdec_pl.classifier import classifier_for
 from encdec_pl.cli import run_cli, user_errors
 from encdec_pl.config import CONFIG_PACKAGE, _abspath, print_config_tree, register_resolvers
 from encdec_pl.errors import CheckpointError, ConfigError
-from encdec_pl.evaluation import Split, judge, reference_scores, score_model
+from encdec_pl.evaluation import Scores, Split, judge, reference_scores, score_model
 from encdec_pl.models.base import BaseAutoencoder, checkpoint_model_class
 
 matplotlib.use("Agg")
@@ -117,7 +117,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
-def save_figures(scores: Any, test: Split, output_dir: Path, num_images: int, per_row: int) -> list[Path]:
+def save_figures(scores: Scores, test: Split, output_dir: Path, num_images: int, per_row: int) -> list[Path]:
     """reconstructions.png, samples.png and codes_pca.png in `output_dir`."""
     paths = [output_dir / "reconstructions.png", output_dir / "samples.png", output_dir / "codes_pca.png"]
     save_image(reconstruction_grid(test.images[:num_images], scores.reconstructions[:num_images], per_row), paths[0])
