@@ -7,10 +7,10 @@ BIN := $(VENV)/bin
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format clean bench bench-quick bench-packing bench-quality
+.PHONY: help install train test test-fast lint format clean bench bench-quick bench-packing bench-quality evaluate results-table equilibrium-study
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 install: ## Create .venv and install encdec-pl (editable) with its test tools
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ bench-packing: ## Aggregate img/s of 1, 2, 4, 8 fast-path jobs sharing one devic
 bench-quality: ## Fast path vs fp32 path after a fixed number of steps, over seeds
 	$(BIN)/python -m encdec_pl.bench.quality $(ARGS)
 
+evaluate: ## Score a checkpoint, e.g. make evaluate ARGS="ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt"
+	$(BIN)/python -m encdec_pl.evaluate $(ARGS)
+
+results-table: ## Train and score the README's results table (EDE fw 0/1/2/4, AE, VAE on 2 datasets; hours on CPU)
+	$(BIN)/python scripts/results_table.py $(ARGS)
+
+equilibrium-study: ## The README's equilibrium study: long EDE runs with quality metrics, figures in docs/figures
+	$(BIN)/python scripts/equilibrium_study.py $(ARGS)
+
 test: ## Run every test, slow ones included (as CI does); needs MNIST, see README
 	$(BIN)/pytest -n 2 --dist loadgroup --durations 15
 
@@ -39,8 +48,8 @@ test-fast: ## Run the quick unit tests only
 	$(BIN)/pytest -n 2 -m "not slow"
 
 lint: ## Check style and common bugs (ruff), notebooks included
-	$(BIN)/ruff check src tests notebooks
-	$(BIN)/ruff format --check src tests notebooks
+	$(BIN)/ruff check src tests scripts notebooks
+	$(BIN)/ruff format --check src tests scripts notebooks
 
 format: ## Reformat and fix what ruff can
 	$(BIN)/ruff format src tests notebooks

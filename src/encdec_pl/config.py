@@ -52,7 +52,7 @@ def _new_dir(path: str) -> str:
 
 
 def register_resolvers() -> None:
-    """Make ${abspath:...}, ${new_dir:...} and ${precision_for:...} available to configs; safe to call more than once."""
+    """Register ${abspath:...}, ${new_dir:...} and ${precision_for:...} for configs; safe to call twice."""
     from encdec_pl.speed import precision_for  # imports Lightning: only when a config is composed
 
     if not OmegaConf.has_resolver("abspath"):
@@ -78,15 +78,18 @@ def import_target(target: Any, key: str) -> Any:
     return obj
 
 
-def check_settings(target: Any, names: Iterable[str], key_of: Callable[[str], str]) -> None:
-    """ConfigError for the first of `names` that `target` does not take (a typo added with +key=...)."""
+def check_settings(target: Any, names: Iterable[str], key_of: Callable[[str], str], hint: str = "") -> None:
+    """ConfigError for the first of `names` that `target` does not take (a typo added with +key=...).
+
+    `hint` ends the message: what to do when the key is fine but belongs to another object.
+    """
     parameters = inspect.signature(target).parameters
     if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
         return
     unknown = [name for name in names if name not in parameters]
     if unknown:
         known = ", ".join(name for name in parameters if name != "self")
-        raise ConfigError(f"{key_of(unknown[0])} is not a setting of {target.__name__}; its settings: {known}")
+        raise ConfigError(f"{key_of(unknown[0])} is not a setting of {target.__name__}; its settings: {known}{hint}")
 
 
 def instantiate_setting(conf: DictConfig, key: str, **kwargs: Any) -> Any:

@@ -136,6 +136,10 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
+    def as_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every image as one float tensor (N, 1, 28, 28) in [0, 1], without augmentation, and the labels."""
+        return self.images.float().div(255), self.labels
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = self.images[index]
         if self.transform is not None:

@@ -54,7 +54,9 @@ def construct(cfg: DictConfig, *groups: str) -> Any:
     for group in groups:
         settings.update(OmegaConf.to_container(cfg[group], resolve=True))  # type: ignore[arg-type]
     cls = import_target(settings.pop("_target_", None), groups[0])
-    check_settings(cls, settings, lambda name: config_key(cfg, name, groups))
+    # model=ae loss=ede: EDE's loss settings mean nothing to the autoencoder
+    hint = " (each model selects its own loss group: leave loss= out, or pick the matching one, e.g. loss=ae)"
+    check_settings(cls, settings, lambda name: config_key(cfg, name, groups), hint if len(groups) > 1 else "")
     try:
         return cls(**settings)
     except InvalidArgument as err:

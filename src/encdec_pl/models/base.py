@@ -1,13 +1,15 @@
 """What every autoencoder-like model in the project shares.
 
-A subclass builds `self.encoder` / `self.decoder` and implements `compute_losses`;
-this class provides the public API (`encode`, `decode`, `load_from_checkpoint`),
-the optimizer, and the logging of loss terms and the latent norm, so that EDE
-and the baselines log the same metrics under the same names.
+This class builds the published encoder and decoder (models/networks.py), provides
+the public API (`encode`, `decode`, `load_from_checkpoint`), the optimizer, and the
+logging of loss terms and the latent norm; a subclass implements `compute_losses`.
+EDE and the baselines (AE, VAE) thus share networks, optimizer and metric names,
+which is what makes their curves and scores comparable.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -15,11 +17,11 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
-from torch import nn
 
 from encdec_pl.checkpoints import check_checkpoint_fits, read_checkpoint
 from encdec_pl.errors import CheckpointError, is_number, is_positive_int, require
-from encdec_pl.models.networks import IMAGE_SHAPE
+from encdec_pl.losses import latent_norm
+from encdec_pl.models.networks import IMAGE_SHAPE, Decoder, Encoder
 
 OPTIMIZERS = {"rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
@@ -48,20 +50,33 @@ class WindowMean:
 class BaseAutoencoder(L.LightningModule):
     """Shared training loop for models with an encoder and a decoder over 28x28 images.
 
-    Subclasses call `super().__init__(latent_norm_window=..., optimizer=..., lr=...)`,
-    then `self.save_hyperparameters()`, build `self.encoder` and `self.decoder`, and
-    implement `compute_losses(x)`, which returns a dict of scalar tensors holding at
-    least "loss" (what is minimised) and "latent_norm".
+    Subclasses call `super().__init__(latent_dim, width, dropout, optimizer, lr,
+    latent_norm_window)`, then `self.save_hyperparameters()`, and implement
+    `compute_losses(x)`, which returns a dict of scalar tensors holding at least
+    "loss" (what is minimised) and "latent_norm" (see `latent_norm_of`).
     """
 
-    encoder: nn.Module
-    decoder: nn.Module
+    # Encoder outputs per latent dimension: 1 for a code, 2 for a VAE's mean and log-variance.
+    encoder_outputs_per_dim = 1
 
-    def __init__(self, optimizer: str = "rmsprop", lr: float = 1e-4, latent_norm_window: int = 64) -> None:
+    def __init__(
+        self,
+        latent_dim: int = 32,
+        width: int = 32,
+        dropout: float = 1 / 32,
+        optimizer: str = "rmsprop",
+        lr: float = 1e-4,
+        latent_norm_window: int = 64,
+    ) -> None:
+        require(is_positive_int(latent_dim), "latent_dim", latent_dim, "a positive integer")
+        require(is_positive_int(width), "width", width, "a positive integer")
+        require(is_number(dropout) and 0 <= dropout < 1, "dropout", dropout, "in [0, 1)")
         require(optimizer in OPTIMIZERS, "optimizer", optimizer, f"one of {sorted(OPTIMIZERS)}")
         require(is_number(lr) and lr > 0, "lr", lr, "> 0")
         require(is_positive_int(latent_norm_window), "latent_norm_window", latent_norm_window, "a positive integer")
         super().__init__()
+        self.encoder = Encoder(self.encoder_outputs_per_dim * latent_dim, width, dropout)
+        self.decoder = Decoder(latent_dim, width)
         self.latent_norm_avg = WindowMean(latent_norm_window)
 
     # ----- public API -------------------------------------------------------------------------
@@ -88,16 +103,29 @@ class BaseAutoencoder(L.LightningModule):
     ) -> BaseAutoencoder:
         """Load weights and settings from a checkpoint; needs neither Hydra nor config files.
 
-        The model comes back in eval mode (dropout off), ready for encode/decode.
+        Called on `BaseAutoencoder` itself, it returns whichever model the checkpoint
+        holds (EncDec, Autoencoder, VAE). The model comes back in eval mode (dropout
+        off), ready for encode/decode.
         """
         path = Path(checkpoint_path)
         if not path.is_file():
             raise CheckpointError(f"checkpoint not found: {path}")
+        model_class = checkpoint_model_class(path) if cls is BaseAutoencoder else cls
         try:
-            model = super().load_from_checkpoint(path, map_location=map_location, **kwargs)
+            model = super(BaseAutoencoder, model_class).load_from_checkpoint(path, map_location=map_location, **kwargs)
         except Exception as err:  # noqa: BLE001 - any failure here is a checkpoint that does not load; see below
-            raise _why_it_does_not_load(cls, path, kwargs, err) from err
+            raise _why_it_does_not_load(model_class, path, kwargs, err) from err
         return model.eval()
+
+    # ----- diagnostics ------------------------------------------------------------------------
+    def latent_norm_of(self, z: torch.Tensor, x_rec: torch.Tensor) -> torch.Tensor:
+        """METHOD.md's latent norm 0.5 * (mean(z^2) + mean(E(x_rec)^2)) for codes z = E(x), x_rec = D(z).
+
+        The same definition for every model, on the codes that `encode` returns, so that
+        EDE's and the baselines' curves can be compared. A diagnostic: no gradients.
+        """
+        with torch.no_grad():
+            return latent_norm(z, self.encode(x_rec))
 
     # ----- training ---------------------------------------------------------------------------
     def compute_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -126,6 +154,8 @@ class BaseAutoencoder(L.LightningModule):
         self.log_dict({f"{stage}/{k}": v for k, v in terms.items()}, on_epoch=True, batch_size=len(batch[0]))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Which class to rebuild: BaseAutoencoder.load_from_checkpoint and `evaluate` read it.
+        checkpoint["model_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
         # The window survives a resume, so the logged average has no jump at the resume step.
         checkpoint["latent_norm_window"] = self.latent_norm_avg.state()
         # A resumed run continues the same W&B run (train.py reads this back).
@@ -155,6 +185,26 @@ def _why_it_does_not_load(cls: type[BaseAutoencoder], path: Path, kwargs: dict, 
     except CheckpointError as diagnosis:
         return diagnosis
     return CheckpointError(f"cannot load checkpoint {path}: {_first_line(err)}")
+
+
+def checkpoint_model_class(path: Path) -> type[BaseAutoencoder]:
+    """The model class a checkpoint was saved from (its "model_class" entry)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (RuntimeError, EOFError, ValueError, OSError) as err:
+        raise CheckpointError(f"cannot load checkpoint {path}: {_first_line(err)}") from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict)")
+    # Checkpoints written before the entry existed all hold EncDec, the only model then.
+    name = checkpoint.get("model_class", "encdec_pl.models.ede.EncDec")
+    module, _, qualname = name.rpartition(".")
+    try:
+        model_class = getattr(importlib.import_module(module), qualname)
+    except (ImportError, AttributeError) as err:
+        raise CheckpointError(f"{path} holds a {name}, which this version of encdec-pl does not have") from err
+    if not (isinstance(model_class, type) and issubclass(model_class, BaseAutoencoder)):
+        raise CheckpointError(f"{path} holds a {name}, not an encdec-pl model")
+    return model_class
 
 
 def _first_line(err: BaseException) -> str:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from encdec_pl.errors import is_number, is_positive_int, require
+from encdec_pl.errors import is_number, require
 from encdec_pl.losses import EDELoss, latent_norm
 from encdec_pl.models.base import BaseAutoencoder
-from encdec_pl.models.networks import Decoder, Encoder
 
 
 class EncDec(BaseAutoencoder):
@@ -34,16 +33,11 @@ class EncDec(BaseAutoencoder):
         lr: float = 1e-4,
         latent_norm_window: int = 64,
     ) -> None:
-        require(is_positive_int(latent_dim), "latent_dim", latent_dim, "a positive integer")
-        require(is_positive_int(width), "width", width, "a positive integer")
-        require(is_number(dropout) and 0 <= dropout < 1, "dropout", dropout, "in [0, 1)")
         require(is_number(margin) and margin > 0, "margin", margin, "> 0")
         for name, weight in [("pull_weight", pull_weight), ("push_weight", push_weight), ("fake_weight", fake_weight)]:
             require(is_number(weight) and weight >= 0, name, weight, ">= 0")
-        super().__init__(optimizer=optimizer, lr=lr, latent_norm_window=latent_norm_window)
+        super().__init__(latent_dim, width, dropout, optimizer, lr, latent_norm_window)
         self.save_hyperparameters()
-        self.encoder = Encoder(latent_dim, width, dropout)
-        self.decoder = Decoder(latent_dim, width)
         self.loss = EDELoss(margin, pull_weight, push_weight, fake_weight)
 
     def compute_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

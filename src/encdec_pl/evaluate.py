@@ -1,0 +1,159 @@
+"""Score a checkpoint: `python -m encdec_pl.evaluate ckpt_path=<run>/checkpoints/last.ckpt [data=...]`.
+
+Loads any model of the project (EDE, AE, VAE), scores it on the test split with the
+metrics of `encdec_pl.metrics` in the feature space of the evaluation classifier
+(`encdec_pl.classifier`, trained on first use and cached), and computes reference
+scores (raw pixels, an untrained encoder, real against real) beside it. Writes into
+its run folder (outputs/evaluate/runs/<date>_<time>/, or hydra.run.dir):
+metrics.json, reconstructions.png, samples.png, codes_pca.png, config.yaml, evaluate.log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import matplotlib
+import rich
+import rich.table
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torchvision.utils import make_grid, save_image
+
+from encdec_pl.callbacks import reconstruction_grid
+from encdec_pl.checkpoints import read_checkpoint
+from encdec_pl.classifier import classifier_for
+from encdec_pl.cli import run_cli, user_errors
+from encdec_pl.config import CONFIG_PACKAGE, _abspath, print_config_tree, register_resolvers
+from encdec_pl.errors import CheckpointError, ConfigError
+from encdec_pl.evaluation import Scores, Split, judge, reference_scores, score_model
+from encdec_pl.models.base import BaseAutoencoder, checkpoint_model_class
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+log = logging.getLogger(__name__)
+register_resolvers()
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name}: no CUDA GPU here; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def checkpoint_dataset(checkpoint: dict[str, Any]) -> str | None:
+    """The dataset a training checkpoint's data module was built for (Lightning saves its arguments)."""
+    return (checkpoint.get("datamodule_hyper_parameters") or {}).get("dataset")
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    from encdec_pl.train import construct  # the one way configs become objects
+
+    if OmegaConf.is_missing(cfg, "ckpt_path"):
+        raise ConfigError("ckpt_path is required: python -m encdec_pl.evaluate ckpt_path=<run>/checkpoints/last.ckpt")
+    ckpt_path = Path(_abspath(str(cfg.ckpt_path)))
+    if not ckpt_path.is_file():
+        raise CheckpointError(f"ckpt_path={cfg.ckpt_path}: no checkpoint file at {ckpt_path}")
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+    if cfg.extras.print_config:
+        print_config_tree(cfg, save_to=output_dir / "config_tree.log")
+
+    checkpoint = read_checkpoint(ckpt_path)
+    trained_on = checkpoint_dataset(checkpoint)
+    if trained_on is not None and trained_on != cfg.data.dataset:
+        raise ConfigError(
+            f"{ckpt_path} was trained on {trained_on} but data.dataset={cfg.data.dataset}: add data={trained_on}"
+        )
+    device = pick_device(cfg.device)
+    model = BaseAutoencoder.load_from_checkpoint(ckpt_path, map_location=device)
+    L.seed_everything(cfg.seed, verbose=False)
+    untrained = checkpoint_model_class(ckpt_path)(**model.hparams).to(device)  # same architecture, fresh weights
+
+    datamodule = construct(cfg, "data")
+    datamodule.prepare_data()
+    datamodule.setup()
+    classifier, classifier_info = classifier_for(cfg, datamodule)
+    classifier.to(device)
+    test = Split(*datamodule.test_set.as_tensors())
+    fit = Split(*datamodule.train_set.as_tensors()).subset(cfg.probe.fit_size, cfg.seed)
+    log.info(
+        "Scoring %s (step %s) on the %s test split (%d images); probes fit on %d training images",
+        type(model).__name__, checkpoint.get("global_step"), cfg.data.dataset, len(test.images), len(fit.images),
+    )  # fmt: skip
+    judged_test = judge(classifier, test.images)
+    scores = score_model(model, classifier, test, fit, cfg.num_samples, cfg.probe.knn_k, cfg.seed, judged_test)
+    reference = {}
+    if cfg.references:
+        val = Split(*datamodule.val_set.as_tensors())
+        reference = reference_scores(untrained, classifier, test, fit, val, cfg.probe.knn_k, judged_test)
+
+    result = {
+        "checkpoint": str(ckpt_path),
+        "model": type(model).__name__,
+        "model_hparams": dict(model.hparams),
+        "global_step": checkpoint.get("global_step"),
+        "dataset": cfg.data.dataset,
+        "classifier": {"path": str(cfg.classifier.path), **classifier_info},
+        "settings": {
+            "num_samples": cfg.num_samples,
+            "fit_images": len(fit.images),
+            **OmegaConf.to_container(cfg.probe),
+        },
+        "metrics": scores.metrics,
+        "reference": reference,
+    }
+    (output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    figures = save_figures(scores, test, output_dir, cfg.figures.num_images, cfg.figures.images_per_row)
+    report(result, output_dir, figures)
+    return result
+
+
+def save_figures(scores: Scores, test: Split, output_dir: Path, num_images: int, per_row: int) -> list[Path]:
+    """reconstructions.png, samples.png and codes_pca.png in `output_dir`."""
+    paths = [output_dir / "reconstructions.png", output_dir / "samples.png", output_dir / "codes_pca.png"]
+    save_image(reconstruction_grid(test.images[:num_images], scores.reconstructions[:num_images], per_row), paths[0])
+    save_image(make_grid(scores.samples[: 2 * num_images], nrow=per_row, padding=2, pad_value=0.5), paths[1])
+    codes = scores.test_codes
+    _, _, components = torch.pca_lowrank(codes, q=2)
+    projected = (codes - codes.mean(dim=0)) @ components
+    fig, ax = plt.subplots(figsize=(6, 5))
+    points = ax.scatter(projected[:, 0], projected[:, 1], c=test.labels, cmap="tab10", s=2, alpha=0.6)
+    fig.colorbar(points, ax=ax, label="label")
+    ax.set_title("test codes E(x), first two principal components")
+    fig.tight_layout()
+    fig.savefig(paths[2], dpi=100)
+    plt.close(fig)
+    return paths
+
+
+def report(result: dict[str, Any], output_dir: Path, figures: list[Path]) -> None:
+    table = rich.table.Table(title=f"{result['model']} on {result['dataset']} (step {result['global_step']})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in {**result["metrics"], **{f"reference: {k}": v for k, v in result["reference"].items()}}.items():
+        table.add_row(key, f"{value:.4f}")
+    table.add_row("classifier test accuracy", f"{result['classifier']['test_accuracy']:.4f}")
+    rich.print(table)
+    log.info(
+        "Run folder: %s\n  metrics: %s\n  figures: %s",
+        output_dir, output_dir / "metrics.json", ", ".join(p.name for p in figures),
+    )  # fmt: skip
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="evaluate")
+@user_errors
+def main(cfg: DictConfig) -> dict[str, Any]:
+    return evaluate(cfg)
+
+
+if __name__ == "__main__":
+    run_cli(main)
