@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +14,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 CONFIG_PACKAGE = "pkg://encdec_pl.conf"  # found the same way from a checkout and from an installed wheel
+
+# conf/hydra/launcher/ray.yaml keeps the Ray plugin's option name, so Hydra checks it against the
+# plugin's schema of that name (wanted: typos fail) and warns that such matching is deprecated.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/ray' is validated against ConfigStore schema")
 
 
 def _abspath(path: str) -> str:
@@ -26,9 +31,27 @@ def _abspath(path: str) -> str:
 
 
 def register_resolvers() -> None:
-    """Make ${abspath:...} available to configs; safe to call more than once."""
-    if not OmegaConf.has_resolver("abspath"):
-        OmegaConf.register_new_resolver("abspath", _abspath)
+    """Make ${abspath:...}, ${sweep_group:} and ${sweep_tags:...} available to configs; safe to call more than once."""
+    from encdec_pl.sweep.labels import sweep_group, sweep_tags
+
+    for name, resolver in (("abspath", _abspath), ("sweep_group", sweep_group), ("sweep_tags", sweep_tags)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
+
+
+def register_launchers() -> None:
+    """Make the sweep launchers (conf/hydra/launcher) known to Hydra; safe to call more than once.
+
+    Hydra finds launchers by listing the `hydra_plugins` namespace package. That works for an
+    installed wheel but not for an editable install (`make install`), whose import hook cannot be
+    listed, so they are registered by hand as well.
+    """
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.encdec_pl_launchers.launchers import RayLauncher, SlurmLauncher
+
+    for launcher in (RayLauncher, SlurmLauncher):
+        Plugins.instance().register(launcher)
 
 
 MAIN_GROUPS = ("data", "model", "loss", "trainer", "callbacks", "logger")
