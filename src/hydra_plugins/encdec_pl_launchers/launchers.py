@@ -2,9 +2,9 @@
 
 `RayLauncher` (hydra/launcher=local and =ray) is Hydra's Ray launcher with a placement rule:
 on a cluster with GPUs every job asks Ray for `num_gpus` (1, or 1/k to pack k jobs) of a GPU.
-Ray schedules it only when that share is free, runs it in a fresh worker process (GPU tasks never
-reuse a worker) and sets CUDA_VISIBLE_DEVICES to its GPU before the job imports anything, so the
-job sees exactly one GPU and no two jobs share one unless packing asks for it. Without GPUs every
+Ray schedules it only when that share is free and sets CUDA_VISIBLE_DEVICES to its GPU in the
+job's process, which the launcher makes a fresh one per GPU job, so CUDA starts after the GPU is
+set: the job sees exactly one GPU, and no two jobs share one unless packing asks for it. Without GPUs every
 job reserves `num_cpus` CPUs, so at most (the instance's CPUs / num_cpus) jobs run at once, and
 Ray sets the job's OMP_NUM_THREADS (torch's thread count) to num_cpus. The same code joins a
 multi-machine Ray cluster when given its address.
