@@ -186,6 +186,14 @@ def test_failed_jobs_are_reported_and_the_other_jobs_finish(tmp_path: Path, tiny
     assert rows[1]["callbacks.fault"] == killed and rows[0]["val/loss"] and not rows[1]["val/loss"]
 
 
+def test_sweep_with_ddp_stops_before_starting_any_job(tmp_path: Path) -> None:
+    result = run_cli("encdec_pl.train", "-m", "trainer=ddp", "loss.fake_weight=0,1", f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: sweep jobs train on one device each, but trainer.devices=-1")
+    assert not any(p.is_dir() for p in tmp_path.iterdir())  # no job folder: nothing started
+
+
 def test_optuna_search_keeps_its_study_and_names_the_best_trial(tmp_path: Path, tiny_job: list[str]) -> None:
     sweep_dir, storage = tmp_path / "search", f"sqlite:///{tmp_path}/optuna.db"
     result = run_cli(

@@ -22,7 +22,7 @@ class CheckpointError(EncDecError):
 
 
 class SweepError(EncDecError):
-    """A sweep folder is missing or holds no jobs, or a sweep job died before it could report."""
+    """A sweep folder is missing or holds no jobs, or a sweep job failed (died, or a user error in a worker)."""
 
 
 class InvalidArgument(ConfigError, ValueError):

@@ -25,7 +25,8 @@ from encdec_pl.cli import run_cli, user_errors
 from encdec_pl.config import CONFIG_PACKAGE, print_config_tree, register_launchers, register_resolvers
 from encdec_pl.errors import ConfigError, InvalidArgument
 from encdec_pl.loggers import build_loggers, finish_wandb, log_config, wandb_run_dir
-from encdec_pl.sweep.search import optimized_metric_value
+from encdec_pl.sweep.job import optimized_metric_value, require_one_device
+from encdec_pl.sweep.labels import in_multirun
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -132,6 +133,8 @@ def report_outputs(trainer: L.Trainer, output_dir: Path) -> None:
 @user_errors
 def main(cfg: DictConfig) -> float | None:
     """Train; return `optimized_metric`'s final value, which a hyperparameter search optimises."""
+    if in_multirun():
+        require_one_device(cfg.trainer)
     return optimized_metric_value(train(cfg), cfg.get("optimized_metric"))
 
 

@@ -24,6 +24,15 @@ def describe_error(err: BaseException) -> str:
     return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
+def portable_error(err: BaseException) -> BaseException:
+    """`err` as it can cross a process boundary: a user error becomes a SweepError with its one-line
+    message (pickling drops the __cause__ that says it is a user error); a bug stays as it is."""
+    from encdec_pl.errors import SweepError
+
+    message = user_error_message(err)
+    return SweepError(message) if message is not None and not isinstance(err, SweepError) else err
+
+
 def record_failure(job_dir: Path, err: BaseException) -> Path:
     """Write `error.txt` into the job's folder, unless the job already wrote one."""
     path = Path(job_dir) / ERROR_FILE

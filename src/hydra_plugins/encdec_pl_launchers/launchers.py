@@ -71,11 +71,14 @@ class RayLauncher(ray_launcher.RayLauncher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import ray
-        from hydra_plugins.hydra_ray_launcher._launcher_util import _run_job, start_ray
+        from hydra_plugins.hydra_ray_launcher._launcher_util import start_ray
+
+        from encdec_pl.sweep.job import require_one_device
 
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        require_one_device(self.config.trainer)  # before anything starts; each job checks its own too
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         start_ray(self.ray_cfg.init)
@@ -83,7 +86,7 @@ class RayLauncher(ray_launcher.RayLauncher):
         # A GPU job gets a fresh worker process (max_calls=1): Ray 2.60 reuses workers for GPU tasks
         # too, and a reused process keeps the CUDA context (and memory) of its previous job's GPU
         # whatever CUDA_VISIBLE_DEVICES says next. CPU jobs reuse workers, saving the imports.
-        run_job = ray.remote(max_calls=1 if options["num_gpus"] else 0)(_run_job).options(**options)
+        run_job = ray.remote(max_calls=1 if options["num_gpus"] else 0)(_run_job_in_worker).options(**options)
         log.info(
             "Ray launcher: %d jobs into %s; each job: %g GPU, %g CPU; cluster: %g GPU, %g CPU",
             len(job_overrides),
@@ -123,6 +126,22 @@ class RayLauncher(ray_launcher.RayLauncher):
             sweep_dir,
         )
         return [results[idx] for idx in sorted(results)]
+
+
+def _run_job_in_worker(**kwargs: Any) -> JobReturn:
+    """Hydra's job runner for Ray workers, with a failed job's user error made to travel back as one.
+
+    The result is pickled back to the driver, which drops an exception's __cause__; without
+    `portable_error` a bad setting wrapped by Hydra's instantiate would reach the user as a traceback.
+    """
+    from hydra_plugins.hydra_ray_launcher._launcher_util import _run_job
+
+    from encdec_pl.sweep.failures import portable_error
+
+    result = _run_job(**kwargs)
+    if result.status == JobStatus.FAILED:
+        result.return_value = portable_error(result._return_value)
+    return result
 
 
 def _collect(pending: dict[Any, tuple[int, Sequence[str], DictConfig]]) -> dict[int, JobReturn]:
@@ -217,6 +236,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         from submitit.core.utils import FailedJobError
 
         from encdec_pl.errors import ConfigError, SweepError
+        from encdec_pl.sweep.job import require_one_device
 
         missing = [command for command in ("sbatch", "srun") if shutil.which(command) is None]
         if missing:
@@ -224,6 +244,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
                 f"hydra/launcher=slurm needs SLURM's {' and '.join(missing)}, not found on PATH here: "
                 "run the sweep from a SLURM login node, or use hydra/launcher=local on this machine"
             )
+        require_one_device(self.config.trainer)  # before anything is submitted; each job checks its own too
         try:
             return super().launch(job_overrides, initial_job_idx)
         except FailedJobError as err:
