@@ -155,18 +155,19 @@ def test_ray_launcher_joins_a_running_cluster(tmp_path: Path, tiny_job: list[str
 
 
 def test_failed_jobs_are_reported_and_the_other_jobs_finish(tmp_path: Path, tiny_job: list[str]) -> None:
-    sweep_dir = tmp_path / "faults"
     killed = "{_target_:os._exit,_args_:[137]}"  # the job's process dies at once, as if SIGKILLed
     bad_config = "{_target_:encdec_pl.equilibrium.EquilibriumDetector,window:0}"
     result = run_cli(
         "encdec_pl.train",
         "-m",
         f"+callbacks.fault=null,{killed},{bad_config}",
-        f"hydra.sweep.dir={sweep_dir}",
         "hydra.launcher.ray.init.num_cpus=2",
         "logger=csv",
         *tiny_job,
+        cwd=tmp_path,  # and no hydra.sweep.dir: the default folder, below where the command started
     )
+    (sweep_dir,) = (tmp_path / "outputs" / "train" / "multirun").iterdir()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d", sweep_dir.name)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert (
