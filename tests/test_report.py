@@ -116,11 +116,21 @@ def test_the_default_metric_is_the_one_the_sweep_optimised(tmp_path: Path, sweep
     assert sweep_metric(read_sweep(search)) == "train/loss"
 
 
+def test_a_sweep_without_the_metric_still_gets_its_table(tmp_path: Path) -> None:
+    short = tmp_path / "short"  # stopped before the first validation: no val/loss anywhere
+    make_job(
+        short, "0", ["loss.fake_weight=0"], {"status": "completed", "global_step": 2, "metrics": {"train/loss": 1.0}}
+    )
+    written = write_report(short)
+    assert "heatmap" not in written and written["csv"].is_file() and written["latent_norm"].is_file()
+    assert "No heatmap: no job logged val/loss" in written["markdown"].read_text()
+
+
 def test_bad_input_is_one_line(tmp_path: Path, sweep: Path, capsys: pytest.CaptureFixture) -> None:
     for argv, expected in (
         ([str(tmp_path / "nothing")], "no sweep folder at"),
         ([str(sweep / "0" / ".hydra")], "holds no sweep jobs"),
-        ([str(sweep), "--metric", "val/los"], "--metric val/los: no job logged it; logged: train/loss, val/loss"),
+        ([str(sweep), "--metric", "val/los"], "--metric val/los: no job logged it (did you mean val/loss?); logged: "),
     ):
         with pytest.raises(SystemExit) as exit_info:
             main(argv)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import math
 import sys
 from collections import defaultdict
@@ -197,20 +198,31 @@ def write_report(
     x_key: str = "loss.fake_weight",
     y_key: str = "model.latent_dim",
 ) -> dict[str, Path]:
-    """Read the sweep, write the table, the heatmap and the curves; return what was written."""
+    """Read the sweep, write the table, the heatmap and the curves; return what was written.
+
+    The heatmap is left out, with a line in summary.md saying why, when no job logged the metric
+    (a sweep too short to validate, or one whose jobs all failed); a metric asked for by name
+    that no job logged is an error.
+    """
     jobs = read_sweep(sweep_dir)
+    logged = sorted({name for job in jobs for name in job.metrics})
+    if metric is not None and metric not in logged:
+        close = difflib.get_close_matches(metric, logged, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"--metric {metric}: no job logged it{hint}; logged: {', '.join(logged) or 'nothing'}")
     metric = metric or sweep_metric(jobs)
-    logged = {name for job in jobs for name in job.metrics}
-    if logged and metric not in logged:
-        raise ConfigError(f"--metric {metric}: no job logged it; logged: {', '.join(sorted(logged))}")
     out_dir = out_dir or sweep_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     columns = metric_columns(jobs, metric)
     written = {"markdown": out_dir / "summary.md", "csv": out_dir / "summary.csv"}
-    written["markdown"].write_text(f"# Sweep {sweep_dir}\n\n" + markdown_table(jobs, columns))
+    table = markdown_table(jobs, columns)
+    if metric in logged:
+        written["heatmap"] = out_dir / "heatmap.png"
+        plot_heatmap(jobs, metric, x_key, y_key, written["heatmap"])
+    else:
+        table += f"\nNo heatmap: no job logged {metric}; choose a logged metric with --metric.\n"
+    written["markdown"].write_text(f"# Sweep {sweep_dir}\n\n" + table)
     write_csv(jobs, columns, written["csv"])
-    written["heatmap"] = out_dir / "heatmap.png"
-    plot_heatmap(jobs, metric, x_key, y_key, written["heatmap"])
     written["latent_norm"] = out_dir / "latent_norm.png"
     plot_latent_norms(jobs, written["latent_norm"])
     return written
