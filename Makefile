@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format clean bench bench-quick bench-packing bench-quality evaluate results-table equilibrium-study
+.PHONY: help install train sweep report search test test-fast lint format clean bench bench-quick bench-packing bench-quality evaluate results-table equilibrium-study
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -19,6 +19,23 @@ install: ## Create .venv and install encdec-pl (editable) with its test tools
 
 train: ## Train EDE on MNIST; overrides go in ARGS, e.g. make train ARGS="loss.fake_weight=2.0"
 	$(BIN)/python -m encdec_pl.train $(ARGS)
+
+# The daily sweep: every fake_weight x latent_dim pair, one job per GPU here (or two at a time on CPU).
+SWEEP ?= loss.fake_weight=0,0.5,1,2,4 model.latent_dim=8,16,32,64
+ifndef SWEEP_DIR
+SWEEP_DIR := outputs/train/multirun/$(shell date +%Y-%m-%d_%H-%M-%S)
+endif
+LATEST_SWEEP = $(shell ls -dt outputs/*/multirun/*/ 2>/dev/null | head -1)
+
+sweep: ## Sweep SWEEP (default: fake_weight 0-4 x latent_dim 8-64) on this machine's GPUs, then summarise it
+	$(BIN)/python -m encdec_pl.train -m $(SWEEP) hydra.sweep.dir=$(SWEEP_DIR) $(ARGS); status=$$?; \
+	$(BIN)/python -m encdec_pl.report $(SWEEP_DIR); exit $$status
+
+report: ## Summarise a sweep folder (default: the newest): make report SWEEP_DIR=outputs/train/multirun/<date>_<time>
+	$(BIN)/python -m encdec_pl.report $(if $(filter command line environment,$(origin SWEEP_DIR)),$(SWEEP_DIR),$(LATEST_SWEEP)) $(ARGS)
+
+search: ## Optuna search over fake_weight, latent_dim and lr (hparams_search=ede_optuna); overrides in ARGS
+	$(BIN)/python -m encdec_pl.train hparams_search=ede_optuna $(ARGS)
 
 bench: ## Time the published loop, a conventional Lightning loop and the fast path (README "Speed"); run it alone
 	$(BIN)/python -m encdec_pl.bench $(ARGS)

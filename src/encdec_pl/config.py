@@ -6,6 +6,7 @@ import inspect
 import itertools
 import os
 import typing
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 from encdec_pl.errors import ConfigError, InvalidArgument, is_non_negative_int, is_positive_int
 
 CONFIG_PACKAGE = "pkg://encdec_pl.conf"  # found the same way from a checkout and from an installed wheel
+
+# conf/hydra/launcher/ray.yaml keeps the Ray plugin's option name, so Hydra checks it against the
+# plugin's schema of that name (wanted: typos fail) and warns that such matching is deprecated.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/ray' is validated against ConfigStore schema")
 
 
 def _abspath(path: str) -> str:
@@ -52,17 +57,23 @@ def _new_dir(path: str) -> str:
 
 
 def register_resolvers() -> None:
-    """Register ${abspath:...}, ${new_dir:...} and ${precision_for:...} for configs; safe to call twice."""
+    """Register the configs' resolvers (${abspath:...}, ${new_dir:...}, ${precision_for:...},
+    ${sweep_group:}, ${sweep_tags:...}); safe to call more than once."""
     from encdec_pl.speed import precision_for  # imports Lightning: only when a config is composed
+    from encdec_pl.sweep.labels import sweep_group, sweep_tags
 
-    if not OmegaConf.has_resolver("abspath"):
-        OmegaConf.register_new_resolver("abspath", _abspath)
+    for name, resolver in (
+        ("abspath", _abspath),
+        ("precision_for", precision_for),
+        ("sweep_group", sweep_group),
+        ("sweep_tags", sweep_tags),
+    ):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
     if not OmegaConf.has_resolver("new_dir"):
         # Cached: a config resolves to the same folder every time, and Hydra copies the cache
         # into each job of a sweep, so every job finds the one sweep folder.
         OmegaConf.register_new_resolver("new_dir", _new_dir, use_cache=True)
-    if not OmegaConf.has_resolver("precision_for"):
-        OmegaConf.register_new_resolver("precision_for", precision_for)
 
 
 def import_target(target: Any, key: str) -> Any:
@@ -139,6 +150,21 @@ def check_run_settings(cfg: DictConfig) -> None:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def register_launchers() -> None:
+    """Make the sweep launchers (conf/hydra/launcher) known to Hydra; safe to call more than once.
+
+    Hydra finds launchers by listing the `hydra_plugins` namespace package. That works for an
+    installed wheel but not for an editable install (`make install`), whose import hook cannot be
+    listed, so they are registered by hand as well.
+    """
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.encdec_pl_launchers.launchers import RayLauncher, SlurmLauncher
+
+    for launcher in (RayLauncher, SlurmLauncher):
+        Plugins.instance().register(launcher)
 
 
 MAIN_GROUPS = ("data", "model", "loss", "trainer", "callbacks", "logger")

@@ -21,6 +21,10 @@ class CheckpointError(EncDecError):
     """A checkpoint is missing, unreadable, or does not fit the model."""
 
 
+class SweepError(EncDecError):
+    """A sweep folder is missing or holds no jobs, or a sweep job failed (died, or a user error in a worker)."""
+
+
 class InvalidArgument(ConfigError, ValueError):
     """One constructor argument is out of range.
 
@@ -31,6 +35,10 @@ class InvalidArgument(ConfigError, ValueError):
     def __init__(self, name: str, value: Any, requirement: str) -> None:
         self.name, self.value, self.requirement = name, value, requirement
         super().__init__(f"{name}={value!r} is invalid: must be {requirement}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its three fields: a sweep job's error travels back from a Ray worker pickled.
+        return type(self), (self.name, self.value, self.requirement)
 
 
 def require(condition: bool, name: str, value: Any, requirement: str) -> None:

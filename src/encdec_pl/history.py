@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,14 +73,20 @@ def _set_item(target: dict[str, Any], item: Any, value: Any) -> None:
     target[last] = value
 
 
-def read_wandb_history(folder: str | Path) -> list[dict[str, Any]]:
-    """Every `wandb.log` row of an offline (or synced) run, in order, as plain dicts."""
+def _parsed_records(folder: str | Path) -> Iterator[Any]:
+    """The protobuf `Record`s of the run file below `folder`, in order."""
     from wandb.proto import wandb_internal_pb2  # wandb is a dependency; imported late to keep this module light
 
-    rows = []
     for raw in _wandb_records(find_wandb_run_file(folder)):
         record = wandb_internal_pb2.Record()
         record.ParseFromString(raw)
+        yield record
+
+
+def read_wandb_history(folder: str | Path) -> list[dict[str, Any]]:
+    """Every `wandb.log` row of an offline (or synced) run, in order, as plain dicts."""
+    rows = []
+    for record in _parsed_records(folder):
         if record.WhichOneof("record_type") != "history":
             continue
         row: dict[str, Any] = {}
@@ -91,12 +98,8 @@ def read_wandb_history(folder: str | Path) -> list[dict[str, Any]]:
 
 def read_wandb_config(folder: str | Path) -> dict[str, Any]:
     """The run's config as logged (the last value of each key)."""
-    from wandb.proto import wandb_internal_pb2
-
     config: dict[str, Any] = {}
-    for raw in _wandb_records(find_wandb_run_file(folder)):
-        record = wandb_internal_pb2.Record()
-        record.ParseFromString(raw)
+    for record in _parsed_records(folder):
         kind = record.WhichOneof("record_type")
         # The config given to wandb.init travels in the run record; later updates in config records.
         updates = record.run.config.update if kind == "run" else record.config.update if kind == "config" else []
@@ -105,12 +108,43 @@ def read_wandb_config(folder: str | Path) -> dict[str, Any]:
     return config
 
 
+def read_wandb_run(folder: str | Path) -> dict[str, Any]:
+    """Who the run is (id, name, group, job type, tags, from its run record) and how it ended:
+    `exit_code` from its exit record, None when the run was never finished (still running, or killed)."""
+    info: dict[str, Any] = {}
+    exit_code = None
+    for record in _parsed_records(folder):
+        kind = record.WhichOneof("record_type")
+        if kind == "run" and not info:
+            run = record.run
+            info = {"id": run.run_id, "name": run.display_name, "group": run.run_group, "job_type": run.job_type}
+            info["tags"] = list(run.tags)
+        elif kind == "exit":
+            exit_code = record.exit.exit_code
+    if not info:
+        raise ValueError(f"{find_wandb_run_file(folder)} holds no run record")
+    return {**info, "exit_code": exit_code}
+
+
 def read_csv_history(folder: str | Path) -> list[dict[str, Any]]:
     """Rows of a Lightning CSVLogger metrics.csv below `folder` (empty cells dropped, numbers parsed)."""
     folder = Path(folder)
     path = folder if folder.is_file() else max(folder.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)
     with path.open() as f:
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+def read_run_history(folder: str | Path) -> list[dict[str, Any]]:
+    """A run folder's logged rows, from whichever logger wrote them: its W&B run file, else its CSV log.
+
+    Empty when the run logged neither (logger=none or tensorboard, or it died before logging).
+    """
+    folder = Path(folder)
+    if next(folder.rglob("run-*.wandb"), None) is not None:
+        return read_wandb_history(folder)
+    if next(folder.rglob("metrics.csv"), None) is not None:
+        return read_csv_history(folder)
+    return []
 
 
 def series(rows: list[dict[str, Any]], key: str, step_key: str = "trainer/global_step") -> tuple[list, list]:

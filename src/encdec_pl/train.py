@@ -28,14 +28,18 @@ from encdec_pl.config import (
     import_target,
     instantiate_setting,
     print_config_tree,
+    register_launchers,
     register_resolvers,
 )
 from encdec_pl.errors import ConfigError, InvalidArgument
 from encdec_pl.faults import run_status
 from encdec_pl.loggers import build_loggers, finish_wandb, log_config, wandb_run_dir
+from encdec_pl.sweep.job import optimized_metric_value, require_one_device
+from encdec_pl.sweep.labels import in_multirun
 
 log = logging.getLogger(__name__)
 register_resolvers()
+register_launchers()
 
 # Two messages that every run would print and nobody can act on: Lightning's advert for its
 # cloud logger at each Trainer start, and a deprecation inside Lightning's own use of torch's pytree.
@@ -159,8 +163,11 @@ def report_outputs(trainer: L.Trainer, output_dir: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="train")
 @user_errors
-def main(cfg: DictConfig) -> dict[str, float]:
-    return train(cfg)
+def main(cfg: DictConfig) -> float | None:
+    """Train; return `optimized_metric`'s final value, which a hyperparameter search optimises."""
+    if in_multirun():
+        require_one_device(cfg.trainer)
+    return optimized_metric_value(train(cfg), cfg.get("optimized_metric"))
 
 
 if __name__ == "__main__":
