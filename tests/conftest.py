@@ -21,6 +21,7 @@ from omegaconf import DictConfig, open_dict
 from encdec_pl.config import register_resolvers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_ROOT = Path(os.environ.get("ENCDEC_DATA_DIR", REPO_ROOT.parent / "shared" / "datasets")).absolute()
 
 # Tests run on CPU, one intra-op thread per test process: with pytest-xdist's two workers
 # on a 2-core machine that is one core each, and no oversubscription.
@@ -29,10 +30,9 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    root = Path(os.environ.get("ENCDEC_DATA_DIR", REPO_ROOT.parent / "shared" / "datasets")).absolute()
-    if not (root / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
-        pytest.fail(f"MNIST not found under {root}: set ENCDEC_DATA_DIR to a folder holding MNIST/raw/*-ubyte")
-    return root
+    if not (DATA_ROOT / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+        pytest.fail(f"MNIST not found under {DATA_ROOT}: set ENCDEC_DATA_DIR to a folder holding MNIST/raw/*-ubyte")
+    return DATA_ROOT
 
 
 def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
@@ -59,7 +59,8 @@ def cfg_train(tmp_path: Path, data_root: Path) -> DictConfig:
 
 def run_cli(module: str, *overrides: str, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run `python -m <module> <overrides>` in a subprocess, as a user would."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Commands that take no data.root (the benchmarks) read the data root from the environment.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "ENCDEC_DATA_DIR": str(DATA_ROOT)}
     if "PYTEST_XDIST_WORKER" in os.environ:
         env.setdefault("OMP_NUM_THREADS", "1")  # two test workers on two cores: one thread each
     env.pop("HYDRA_FULL_ERROR", None)

@@ -1,4 +1,5 @@
-"""Finding, reading and checking checkpoints, with one-line errors; the command that resumes a run.
+"""Finding, reading and checking checkpoints, with one-line errors; the command that resumes a run;
+the callback that keeps `last.ckpt` current.
 
 Imports neither Hydra nor OmegaConf at module level: `EncDec.load_from_checkpoint` uses this
 module in programs that have neither.
@@ -14,7 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
 from encdec_pl.errors import CheckpointError
@@ -161,3 +164,22 @@ def resume_command(path: Path, *extra: str) -> str:
         pass
     kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in replaced]
     return shlex.join(["python", "-m", "encdec_pl.train", *kept, f"ckpt_path={path}", *extra])
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """`checkpoints/last.ckpt`: the state after every validation and at the end of training.
+
+    A ModelCheckpoint without a monitor that keeps one file, overwritten each time. Lightning
+    2.6's `save_last` on the monitored checkpoint writes last.ckpt only when the monitored value
+    improved, so it lagged whenever val/loss did not improve (EDE's total loss need not fall as
+    the latent norm settles); and a run that ends between validations (max_steps reached) would
+    otherwise keep an older state. Non-finite states are never written: FaultHandler refuses them.
+    """
+
+    def __init__(self, dirpath: str | Path, filename: str = LAST) -> None:
+        super().__init__(dirpath=dirpath, filename=filename, monitor=None, save_top_k=1, enable_version_counter=False)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer):  # skips when this step is saved already
+            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
