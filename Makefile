@@ -55,7 +55,7 @@ evaluate: ## Score a checkpoint, e.g. make evaluate ARGS="ckpt_path=outputs/trai
 results-table: ## Train and score the README's results table (EDE fw 0/1/2/4, AE, VAE on 2 datasets; hours on CPU)
 	$(BIN)/python scripts/results_table.py $(ARGS)
 
-equilibrium-study: ## The README's equilibrium study: long EDE runs with quality metrics, figures in docs/figures
+equilibrium-study: ## The README's equilibrium study: long EDE runs with quality metrics, figures in docs/images
 	$(BIN)/python scripts/equilibrium_study.py $(ARGS)
 
 test: ## Run every test, slow ones included (as CI does); needs MNIST, see README

@@ -9,7 +9,7 @@ every N steps on fixed validation subsets and runs the equilibrium detector:
   - the main run, margin 1, for --epochs epochs, quality every 100 steps;
   - one run per other margin (--margins), for --margin-epochs epochs, quality every 200 steps.
 Runs go to <out>/margin_<m>/ and are skipped when finished (resumed when interrupted).
-The analysis writes docs/figures/equilibrium_study.png, docs/figures/equilibrium_margins.png
+The analysis writes docs/images/equilibrium_study.png, docs/images/equilibrium_margins.png
 and docs/results/equilibrium_study.json (and prints a summary).
 """
 
@@ -176,7 +176,7 @@ def main() -> None:
     parser.add_argument("--margin-epochs", type=int, default=3, help="length of the other margins' runs")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "equilibrium_study")
     parser.add_argument("--stage", choices=("train", "analyse", "all"), default="all")
-    parser.add_argument("--figures", type=Path, default=REPO / "docs" / "figures")
+    parser.add_argument("--figures", type=Path, default=REPO / "docs" / "images")
     parser.add_argument("--results", type=Path, default=REPO / "docs" / "results")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every training run")
     args = parser.parse_args()

@@ -115,3 +115,26 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Pa
         pytest.fail(f"training run failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     (run_dir / "cli_output.txt").write_text(result.stdout + result.stderr)
     return run_dir
+
+
+# The evaluation classifier of the tests: trained once per test process, on a small budget, into a
+# temporary cache (the user's ~/.cache is never touched).
+CLASSIFIER_BATCHES = 60  # one short epoch: ~90% test accuracy, plenty to tell digits apart in tests
+
+
+@pytest.fixture(scope="session")
+def eval_classifier(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    cache = tmp_path_factory.mktemp("cache")
+    result = run_cli(
+        "encdec_pl.classifier",
+        f"data.root={data_root}",
+        f"classifier.path={cache}/classifiers/mnist.pt",
+        "classifier.epochs=1",
+        f"classifier.limit_train_batches={CLASSIFIER_BATCHES}",
+        "classifier.accelerator=cpu",
+        "data.num_workers=0",
+        f"hydra.run.dir={cache}/run",
+    )
+    if result.returncode != 0:
+        pytest.fail(f"classifier training failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    return cache / "classifiers" / "mnist.pt"

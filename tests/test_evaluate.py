@@ -15,29 +15,9 @@ from PIL import Image
 
 from encdec_pl.classifier import load_classifier
 
-from .conftest import TRAIN_STEPS, run_cli, uses_trained_run
+from .conftest import CLASSIFIER_BATCHES, TRAIN_STEPS, run_cli, uses_trained_run
 
 pytestmark = [pytest.mark.slow, uses_trained_run]  # one worker: the classifier and the run are made once
-
-CLASSIFIER_BATCHES = 60  # one short epoch: ~90% test accuracy, plenty to tell digits apart in tests
-
-
-@pytest.fixture(scope="session")
-def eval_classifier(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
-    cache = tmp_path_factory.mktemp("cache")
-    result = run_cli(
-        "encdec_pl.classifier",
-        f"data.root={data_root}",
-        f"classifier.path={cache}/classifiers/mnist.pt",
-        "classifier.epochs=1",
-        f"classifier.limit_train_batches={CLASSIFIER_BATCHES}",
-        "classifier.accelerator=cpu",
-        "data.num_workers=0",
-        f"hydra.run.dir={cache}/run",
-    )
-    if result.returncode != 0:
-        pytest.fail(f"classifier training failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    return cache / "classifiers" / "mnist.pt"
 
 
 def test_classifier_is_cached_with_its_test_accuracy(eval_classifier: Path) -> None:

@@ -195,7 +195,9 @@ def test_sweep_with_ddp_stops_before_starting_any_job(tmp_path: Path) -> None:
     assert not any(p.is_dir() for p in tmp_path.iterdir())  # no job folder: nothing started
 
 
-def test_optuna_search_keeps_its_study_and_names_the_best_trial(tmp_path: Path, tiny_job: list[str]) -> None:
+def test_optuna_search_optimises_a_quality_metric_keeps_its_study_and_names_the_best_trial(
+    tmp_path: Path, tiny_job: list[str], eval_classifier: Path
+) -> None:
     sweep_dir, storage = tmp_path / "search", f"sqlite:///{tmp_path}/optuna.db"
     result = run_cli(
         "encdec_pl.train",
@@ -206,21 +208,26 @@ def test_optuna_search_keeps_its_study_and_names_the_best_trial(tmp_path: Path, 
         f"hydra.sweeper.storage={storage}",
         f"hydra.sweep.dir={sweep_dir}",
         "logger=csv",
+        f"callbacks.quality.classifier_path={eval_classifier}",
+        "callbacks.quality.num_images=200",
+        "callbacks.quality.fit_size=300",
+        "callbacks.quality.num_samples=200",
         *tiny_job,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     trials = {job.name: job for job in read_sweep(sweep_dir)}
     assert set(trials) == {"0", "1"}
     best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
-    losses = {name: job.metrics["val/loss"] for name, job in trials.items()}
-    best_trial = trials[min(losses, key=losses.get)]
-    assert best["best_value"] == pytest.approx(min(losses.values()))
+    # every trial scored its final model (step 3, between the quality callback's every_n_steps)
+    scores = {name: job.metrics["quality/frechet/samples"] for name, job in trials.items()}
+    best_trial = trials[min(scores, key=scores.get)]
+    assert best["best_value"] == pytest.approx(min(scores.values()))
     assert best["best_params"]["model.latent_dim"] == best_trial.setting("model.latent_dim")
     import optuna  # only here: importing it costs every test run a second
 
     study = optuna.load_study(study_name="ede_mnist", storage=storage)  # kept: a rerun continues it
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
-    assert "| step | val/loss |" in write_report(sweep_dir)["markdown"].read_text()  # the searched metric first
+    assert "| step | quality/frechet/samples |" in write_report(sweep_dir)["markdown"].read_text()  # searched first
 
 
 def run_probe(sweep_dir: Path, *overrides: str) -> list[dict]:

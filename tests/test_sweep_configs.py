@@ -91,11 +91,13 @@ def test_requeued_slurm_job_resumes_from_its_last_checkpoint(tmp_path: Path) -> 
     assert launcher.checkpoint(["loss.fake_weight=2"], *args) is None  # submitit then ends the job
 
 
-def test_hparams_search_uses_optuna_on_a_validation_metric(tmp_path: Path) -> None:
+def test_hparams_search_uses_optuna_on_a_quality_metric(tmp_path: Path) -> None:
     cfg = compose_config("train", ["hparams_search=ede_optuna"], tmp_path)
     sweeper = HydraConfig.get().sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "minimize"
-    assert cfg.optimized_metric == "val/loss"
+    # the trials measure quality, and the search minimises the samples' Frechet distance
+    assert cfg.optimized_metric == "quality/frechet/samples"
+    assert cfg.callbacks.quality._target_.endswith("QualityMonitor")
     assert set(sweeper.params) == {"loss.fake_weight", "model.latent_dim", "model.lr"}
     assert compose_config("train", [], tmp_path).optimized_metric is None  # plain runs return nothing
 

@@ -123,7 +123,7 @@ class LatentNormPlot(L.Callback):
 
 
 class QualityMonitor(L.Callback):
-    """Every `every_n_steps` training steps, score the model and log `quality/<metric>`.
+    """Score the model before training, every `every_n_steps` steps and at the end; log `quality/<metric>`.
 
     The metrics are those of `python -m encdec_pl.evaluate` (encdec_pl.evaluation.score_model),
     computed on fixed subsets so that they are cheap and comparable across steps:
@@ -198,6 +198,16 @@ class QualityMonitor(L.Callback):
         # the loggers get them at Lightning's logging steps: keep every_n_steps a multiple of
         # trainer.log_every_n_steps.
         pl_module.log_dict({f"quality/{k}": v for k, v in metrics.items()}, on_step=True, on_epoch=False)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The final state as well, so that a run's last quality figures (metrics.json, the value a
+        # hyperparameter search optimises) describe the model it saved, whatever every_n_steps is.
+        if not trainer.is_global_zero or (self.rows and self.rows[-1]["step"] == trainer.global_step):
+            return
+        values = {f"quality/{k}": v for k, v in self.measure(trainer, pl_module).items()}
+        for logger in trainer.loggers:
+            logger.log_metrics(values, step=trainer.global_step)
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in values.items()})
 
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
         """Score the model now; keep the row for the plot and return the metrics."""
