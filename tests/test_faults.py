@@ -112,11 +112,12 @@ def _run_dirs_composed_at(now: str, tmp_path: Path) -> tuple[str, str]:
     register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="encdec_pl.conf", version_base="1.3"):
+        # After Hydra's initialisation registers its `now`, before composing resolves the run folder.
+        OmegaConf.register_new_resolver("now", lambda pattern: now, replace=True, use_cache=True)
         cfg = compose("train", overrides=[f"paths.log_dir={tmp_path}"], return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.cwd = str(REPO_ROOT)
     HydraConfig().set_config(cfg)
-    OmegaConf.register_new_resolver("now", lambda pattern: now, replace=True, use_cache=True)
     return cfg.hydra.run.dir, cfg.hydra.sweep.dir
 
 
@@ -129,6 +130,7 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path: Path) -
 
         setup_globals()
     assert first_run != second_run and first_sweep != second_sweep
+    assert Path(first_run).name == "12-00-00_12-00-00"  # the clock really was stopped
     assert Path(second_run).name == Path(first_run).name + "_2"
     assert Path(first_run).is_dir() and Path(second_run).is_dir()  # reserved at once: a third run skips both
     assert Path(first_run).parent == tmp_path / "train" / "runs"
