@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 from statistics import mean
 
@@ -31,6 +29,7 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from logged_runs import completed, run  # noqa: E402 - scripts/: the script's own folder is on sys.path
 
 from encdec_pl.equilibrium import EquilibriumRule, find_equilibrium  # noqa: E402
 from encdec_pl.history import read_csv_history, series  # noqa: E402
@@ -47,20 +46,8 @@ def margin_name(margin: float) -> str:
     return f"margin_{margin:g}"
 
 
-def run(command: list[str], log: Path) -> None:
-    print(f"$ {' '.join(command)}", flush=True)
-    start = time.time()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with log.open("a") as f:
-        result = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, env=env)
-    print(f"  ({time.time() - start:.0f} s, exit {result.returncode}, log {log})", flush=True)
-    if result.returncode != 0:
-        sys.exit(f"error: a run failed (exit {result.returncode}); see {log}")
-
-
 def train(run_dir: Path, margin: float, epochs: int, every: int, extra: list[str]) -> None:
-    summary = run_dir / "metrics.json"
-    if summary.is_file() and json.loads(summary.read_text()).get("status") == "completed":
+    if completed(run_dir):
         return
     last = run_dir / "checkpoints" / "last.ckpt"
     command = [

@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from logged_runs import completed, run  # scripts/: the script's own folder is on sys.path
 
 DATASETS = ("mnist", "fashion_mnist")
 # name in the table -> overrides selecting it
@@ -49,24 +48,8 @@ def folder_name(model: str) -> str:
     return model.lower().replace(" ", "_").replace("=", "")
 
 
-def run(command: list[str], log: Path) -> None:
-    """Run one CLI command, its output appended to `log`; stop the table if it fails."""
-    print(f"$ {' '.join(command)}", flush=True)
-    start = time.time()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with log.open("a") as f:
-        result = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, env=env)
-    print(f"  ({time.time() - start:.0f} s, exit {result.returncode}, log {log})", flush=True)
-    if result.returncode != 0:
-        sys.exit(f"error: a run failed (exit {result.returncode}); see {log}")
-
-
-def completed(summary: Path) -> bool:
-    return summary.is_file() and json.loads(summary.read_text()).get("status") == "completed"
-
-
 def train(run_dir: Path, dataset: str, overrides: list[str], epochs: int, extra: list[str]) -> None:
-    if completed(run_dir / "metrics.json"):
+    if completed(run_dir):
         return
     last = run_dir / "checkpoints" / "last.ckpt"
     command = [
