@@ -14,8 +14,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
-from encdec_pl.errors import ConfigError, InvalidArgument
-from encdec_pl.sweep.job import optimized_metric_value, require_one_device
+from encdec_pl.errors import CheckpointError, ConfigError, InvalidArgument
+from encdec_pl.sweep.job import check_sweep, optimized_metric_value, require_one_device
 from hydra_plugins.encdec_pl_launchers.launchers import RayLauncher, SlurmLauncher
 
 from .conftest import compose_config
@@ -118,6 +118,20 @@ def test_sweeps_train_one_device_per_job(trainer: str, tmp_path: Path) -> None:
             require_one_device(cfg.trainer)
     else:
         require_one_device(cfg.trainer)
+
+
+def test_a_search_without_the_evaluation_classifier_stops_before_any_trial(tmp_path: Path) -> None:
+    # The launchers run check_sweep before starting jobs: without it, every trial of the search
+    # would start, load the data and fail on its own.
+    cfg = compose_config("train", ["hparams_search=ede_optuna", f"paths.cache_dir={tmp_path}"], tmp_path)
+    classifier = tmp_path / "classifiers" / "mnist.pt"
+    with pytest.raises(CheckpointError, match=rf"needs the evaluation classifier for mnist at {classifier}: "
+                       r"train it once with python -m encdec_pl.classifier data=mnist"):  # fmt: skip
+        check_sweep(cfg)
+    classifier.parent.mkdir(parents=True)
+    classifier.touch()
+    check_sweep(cfg)  # present: the search may start
+    check_sweep(compose_config("train", [f"paths.cache_dir={tmp_path / 'empty'}"], tmp_path))  # no quality: no need
 
 
 def test_config_errors_survive_the_trip_from_a_worker() -> None:

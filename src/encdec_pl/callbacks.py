@@ -16,8 +16,8 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from torchvision.utils import make_grid, save_image
 
-from encdec_pl.classifier import load_classifier
-from encdec_pl.errors import CheckpointError, is_positive_int, require
+from encdec_pl.classifier import load_classifier, require_classifier
+from encdec_pl.errors import is_positive_int, require
 from encdec_pl.evaluation import Split, judge, score_model
 from encdec_pl.history import series
 
@@ -164,11 +164,7 @@ class QualityMonitor(L.Callback):
             return
         datamodule = trainer.datamodule
         dataset = datamodule.dataset_name
-        if not self.classifier_path.is_file():
-            raise CheckpointError(
-                f"the quality callback needs the evaluation classifier for {dataset} at {self.classifier_path}: "
-                f"train it once with python -m encdec_pl.classifier data={dataset}"
-            )
+        require_classifier(self.classifier_path, dataset, "the quality callback")
         self.classifier, _ = load_classifier(self.classifier_path, dataset)
         datamodule.setup("fit")
         self.monitored = Split(*datamodule.val_set.as_tensors()).subset(self.num_images, self.seed)

@@ -101,6 +101,15 @@ def save_classifier(model: EvaluationClassifier, path: Path, info: dict[str, Any
     path.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
 
 
+def require_classifier(path: Path, dataset: str, needed_by: str) -> None:
+    """CheckpointError naming the command that makes the classifier, when there is none at `path`."""
+    if not Path(path).is_file():
+        raise CheckpointError(
+            f"{needed_by} needs the evaluation classifier for {dataset} at {path}: "
+            f"train it once with python -m encdec_pl.classifier data={dataset}"
+        )
+
+
 def load_classifier(path: Path, dataset: str) -> tuple[EvaluationClassifier, dict[str, Any]]:
     """The cached classifier for `dataset` in eval mode, and its info; CheckpointError if unusable."""
     try:

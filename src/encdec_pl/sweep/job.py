@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from omegaconf import DictConfig
 
 from encdec_pl.errors import ConfigError
@@ -22,6 +24,20 @@ def require_one_device(trainer_cfg: DictConfig) -> None:
             "drop trainer=ddp (or set trainer.devices=1) for -m; the launcher gives every job its own GPU. "
             "Multi-GPU training is for single runs: python -m encdec_pl.train trainer=ddp"
         )
+
+
+def check_sweep(cfg: DictConfig) -> None:
+    """What a launcher checks before starting any job, so a sweep fails once, not once per job.
+
+    One device per job, and the evaluation classifier when the jobs score quality
+    (callbacks=quality, as hparams_search=ede_optuna sets): without it every trial would fail.
+    """
+    require_one_device(cfg.trainer)
+    quality = (cfg.get("callbacks") or {}).get("quality")
+    if quality is not None:
+        from encdec_pl.classifier import require_classifier  # torch and Lightning: only when needed
+
+        require_classifier(Path(quality.classifier_path), cfg.data.dataset, "every job (callbacks=quality)")
 
 
 def optimized_metric_value(metrics: dict[str, float], name: str | None) -> float | None:

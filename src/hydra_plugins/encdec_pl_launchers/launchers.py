@@ -73,12 +73,12 @@ class RayLauncher(ray_launcher.RayLauncher):
         import ray
         from hydra_plugins.hydra_ray_launcher._launcher_util import start_ray
 
-        from encdec_pl.sweep.job import require_one_device
+        from encdec_pl.sweep.job import check_sweep
 
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        require_one_device(self.config.trainer)  # before anything starts; each job checks its own too
+        check_sweep(self.config)  # before anything starts; each job checks its own too
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         start_ray(self.ray_cfg.init)
@@ -236,7 +236,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         from submitit.core.utils import FailedJobError
 
         from encdec_pl.errors import ConfigError, SweepError
-        from encdec_pl.sweep.job import require_one_device
+        from encdec_pl.sweep.job import check_sweep
 
         missing = [command for command in ("sbatch", "srun") if shutil.which(command) is None]
         if missing:
@@ -244,7 +244,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
                 f"hydra/launcher=slurm needs SLURM's {' and '.join(missing)}, not found on PATH here: "
                 "run the sweep from a SLURM login node, or use hydra/launcher=local on this machine"
             )
-        require_one_device(self.config.trainer)  # before anything is submitted; each job checks its own too
+        check_sweep(self.config)  # before anything is submitted; each job checks its own too
         try:
             return super().launch(job_overrides, initial_job_idx)
         except FailedJobError as err:
