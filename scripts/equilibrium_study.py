@@ -31,8 +31,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from logged_runs import completed, run  # noqa: E402 - scripts/: the script's own folder is on sys.path
 
-from encdec_pl.equilibrium import EquilibriumRule, find_equilibrium  # noqa: E402
-from encdec_pl.history import read_csv_history, series  # noqa: E402
+from encdec_pl.evaluation.equilibrium import EquilibriumRule, find_equilibrium  # noqa: E402
+from encdec_pl.runtime.history import read_csv_history, series  # noqa: E402
 
 QUALITY = [  # (logged key, label, higher is better)
     ("quality/label_preservation", "label preservation", True),

@@ -18,7 +18,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from encdec_pl.config import register_resolvers
+from encdec_pl.runtime.config import register_resolvers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("ENCDEC_DATA_DIR", REPO_ROOT.parent / "shared" / "datasets")).absolute()

@@ -12,7 +12,7 @@ import torch
 from encdec_pl.errors import ConfigError, InvalidArgument
 from encdec_pl.losses import latent_norm
 from encdec_pl.models import VAE, Autoencoder, BaseAutoencoder, EncDec
-from encdec_pl.train import construct
+from encdec_pl.runtime.config import construct
 
 from .conftest import compose_config
 

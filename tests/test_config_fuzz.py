@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 from omegaconf import DictConfig, OmegaConf
 
-from encdec_pl.cli import user_error_message
+from encdec_pl.runtime.cli import user_error_message
 from encdec_pl.train import train
 
 from .conftest import REPO_ROOT, compose_config, run_cli

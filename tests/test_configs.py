@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from encdec_pl import EncDec
 from encdec_pl.data import MNISTDataModule
-from encdec_pl.train import build_callbacks, construct
+from encdec_pl.runtime.config import build_callbacks, construct
 
 from .conftest import REPO_ROOT, compose_config
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torchvision import datasets
 
-from encdec_pl.data import FILE_SIZES, MNISTDataModule, ensure_dataset
+from encdec_pl.data.images import FILE_SIZES, MNISTDataModule, ensure_dataset
 from encdec_pl.errors import DataError, InvalidArgument
 
 

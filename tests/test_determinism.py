@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from encdec_pl.history import read_csv_history, series
+from encdec_pl.runtime.history import read_csv_history, series
 
 from .conftest import REPO_ROOT
 

@@ -13,7 +13,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from encdec_pl import EncDec
 from encdec_pl.data import ImageDataset, MNISTDataModule
-from encdec_pl.device_data import DeviceBatches, rotate, sample_angles, shard
+from encdec_pl.data.device_batches import DeviceBatches, rotate, sample_angles, shard
 from encdec_pl.errors import DataError
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
@@ -75,7 +75,7 @@ def test_data_module_serves_the_same_splits_both_ways(mnist: MNISTDataModule, da
 
 def test_auto_puts_data_on_the_device_where_measured_faster(data_root: Path) -> None:
     datamodule = MNISTDataModule(root=str(data_root), download=False)  # device_resident="auto", no trainer: CPU
-    from encdec_pl.data import DEVICE_RESIDENT_BY_DEVICE
+    from encdec_pl.data.images import DEVICE_RESIDENT_BY_DEVICE
 
     assert datamodule.uses_device_batches() == DEVICE_RESIDENT_BY_DEVICE["cpu"]
     assert DEVICE_RESIDENT_BY_DEVICE["cuda"] is True

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from encdec_pl.equilibrium import EquilibriumRule, find_equilibrium
 from encdec_pl.errors import InvalidArgument
+from encdec_pl.evaluation.equilibrium import EquilibriumRule, find_equilibrium
 
 RULE = EquilibriumRule(window=10, tolerance=0.01, patience=5)
 

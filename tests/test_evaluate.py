@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from encdec_pl.classifier import load_classifier
+from encdec_pl.evaluation.classifier import load_classifier
 
 from .conftest import CLASSIFIER_BATCHES, TRAIN_STEPS, run_cli, uses_trained_run
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from encdec_pl.classifier import EvaluationClassifier
-from encdec_pl.evaluation import Split, judge, score_model
+from encdec_pl.evaluation.classifier import EvaluationClassifier
+from encdec_pl.evaluation.scoring import Split, judge, score_model
 from encdec_pl.models import EncDec
 from encdec_pl.models.base import BaseAutoencoder
 

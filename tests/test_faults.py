@@ -26,11 +26,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from encdec_pl import EncDec
-from encdec_pl.checkpoints import resolve_ckpt_path, resume_command
-from encdec_pl.config import register_resolvers
 from encdec_pl.errors import CheckpointError
-from encdec_pl.faults import FaultHandler, NonFiniteWatch
-from encdec_pl.history import read_csv_history, series
+from encdec_pl.runtime.callbacks.faults import FaultHandler, NonFiniteWatch
+from encdec_pl.runtime.config import register_resolvers
+from encdec_pl.runtime.history import read_csv_history, series
+from encdec_pl.runtime.resume import resolve_ckpt_path, resume_command
 
 from .conftest import REPO_ROOT, compose_config, run_cli
 

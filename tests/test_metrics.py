@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from encdec_pl.data import MNISTDataModule
-from encdec_pl.evaluation import Split
-from encdec_pl.metrics import (
+from encdec_pl.evaluation.metrics import (
     accuracy,
     fit_gaussian,
     frechet_distance,
@@ -18,6 +17,7 @@ from encdec_pl.metrics import (
     logistic_regression_accuracy,
     sample_gaussian,
 )
+from encdec_pl.evaluation.scoring import Split
 
 
 def gaussian(n: int, dim: int, seed: int, scale: float = 1.0) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 
 from encdec_pl import EncDec
 from encdec_pl.errors import CheckpointError, InvalidArgument
-from encdec_pl.models.networks import Decoder, Encoder
+from encdec_pl.networks.image import Decoder, Encoder
 
 
 @pytest.mark.parametrize("latent_dim,width", [(32, 32), (8, 16), (64, 32)])

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from encdec_pl.report import heatmap_grid, main, split_overrides, sweep_metric, write_report
-from encdec_pl.sweep.results import NO_RESULT, read_sweep
+from encdec_pl.runtime.sweep.results import NO_RESULT, read_sweep
 
 
 def make_job(

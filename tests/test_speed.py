@@ -15,8 +15,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from encdec_pl import EncDec
 from encdec_pl.data import MNISTDataModule
 from encdec_pl.errors import ConfigError
-from encdec_pl.speed import FastStep, compile_for_training, cpu_has_native_bf16, precision_for
-from encdec_pl.train import construct
+from encdec_pl.runtime.callbacks.speed import FastStep, compile_for_training, cpu_has_native_bf16, precision_for
+from encdec_pl.runtime.config import construct
 
 from .conftest import compose_config
 

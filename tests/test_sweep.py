@@ -21,9 +21,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from encdec_pl.history import read_wandb_config, read_wandb_run
 from encdec_pl.report import write_report
-from encdec_pl.sweep.results import read_sweep
+from encdec_pl.runtime.history import read_wandb_config, read_wandb_run
+from encdec_pl.runtime.sweep.results import read_sweep
 
 from .conftest import run_cli
 
@@ -156,7 +156,7 @@ def test_ray_launcher_joins_a_running_cluster(tmp_path: Path, tiny_job: list[str
 
 def test_failed_jobs_are_reported_and_the_other_jobs_finish(tmp_path: Path, tiny_job: list[str]) -> None:
     killed = "{_target_:os._exit,_args_:[137]}"  # the job's process dies at once, as if SIGKILLed
-    bad_config = "{_target_:encdec_pl.equilibrium.EquilibriumDetector,window:0}"
+    bad_config = "{_target_:encdec_pl.runtime.callbacks.EquilibriumDetector,window:0}"
     result = run_cli(
         "encdec_pl.train",
         "-m",

@@ -15,7 +15,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig
 
 from encdec_pl.errors import CheckpointError, ConfigError, InvalidArgument
-from encdec_pl.sweep.job import check_sweep, optimized_metric_value, require_one_device
+from encdec_pl.runtime.sweep.job import check_sweep, optimized_metric_value, require_one_device
 from hydra_plugins.encdec_pl_launchers.launchers import RayLauncher, SlurmLauncher
 
 from .conftest import compose_config

@@ -12,7 +12,7 @@ import yaml
 from PIL import Image
 
 from encdec_pl import EncDec
-from encdec_pl.history import read_wandb_config, read_wandb_history, series
+from encdec_pl.runtime.history import read_wandb_config, read_wandb_history, series
 
 from .conftest import TRAIN_STEPS, run_cli, uses_trained_run
 

@@ -1,7 +1,7 @@
 """Score a checkpoint: `python -m encdec_pl.evaluate ckpt_path=<run>/checkpoints/last.ckpt [data=...]`.
 
 Loads any model of the project (EDE, AE, VAE), scores it on the test split with the
-metrics of `encdec_pl.metrics` in the feature space of the evaluation classifier
+metrics of `encdec_pl.evaluation.metrics` in the feature space of the evaluation classifier
 (`encdec_pl.classifier`, trained on first use and cached), and computes reference
 scores (raw pixels, an untrained encoder, real against real) beside it. Writes into
 its run folder (outputs/evaluate/runs/<date>_<time>/, or hydra.run.dir):
@@ -24,14 +24,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import make_grid, save_image
 
-from encdec_pl.callbacks import reconstruction_grid
-from encdec_pl.checkpoints import read_checkpoint
-from encdec_pl.classifier import classifier_for
-from encdec_pl.cli import run_cli, user_errors
-from encdec_pl.config import CONFIG_PACKAGE, _abspath, print_config_tree, register_resolvers
 from encdec_pl.errors import CheckpointError, ConfigError
-from encdec_pl.evaluation import Scores, Split, judge, reference_scores, score_model
+from encdec_pl.evaluation.scoring import Scores, Split, judge, reference_scores, score_model
 from encdec_pl.models.base import BaseAutoencoder, checkpoint_model_class
+from encdec_pl.models.checkpoints import read_checkpoint
+from encdec_pl.runtime.callbacks.reconstructions import reconstruction_grid
+from encdec_pl.runtime.classifier import classifier_for
+from encdec_pl.runtime.cli import run_cli, user_errors
+from encdec_pl.runtime.config import CONFIG_PACKAGE, _abspath, construct, print_config_tree, register_resolvers
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -54,8 +54,6 @@ def checkpoint_dataset(checkpoint: dict[str, Any]) -> str | None:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    from encdec_pl.train import construct  # the one way configs become objects
-
     if OmegaConf.is_missing(cfg, "ckpt_path"):
         raise ConfigError("ckpt_path is required: python -m encdec_pl.evaluate ckpt_path=<run>/checkpoints/last.ckpt")
     ckpt_path = Path(_abspath(str(cfg.ckpt_path)))

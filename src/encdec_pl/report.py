@@ -23,10 +23,10 @@ from typing import Any
 
 import matplotlib
 
-from encdec_pl.cli import exit_on_user_error
 from encdec_pl.errors import ConfigError
-from encdec_pl.history import series
-from encdec_pl.sweep.results import JobResult, read_sweep
+from encdec_pl.runtime.cli import exit_on_user_error
+from encdec_pl.runtime.history import series
+from encdec_pl.runtime.sweep.results import JobResult, read_sweep
 
 matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt  # noqa: E402

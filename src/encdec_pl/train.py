@@ -13,29 +13,29 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
 
 import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from encdec_pl.checkpoints import check_checkpoint_fits, read_checkpoint, resolve_ckpt_path, resume_command
-from encdec_pl.cli import run_cli, user_errors
-from encdec_pl.config import (
+from encdec_pl.models.checkpoints import check_checkpoint_fits, read_checkpoint
+from encdec_pl.runtime.callbacks.faults import run_status
+from encdec_pl.runtime.cli import run_cli, user_errors
+from encdec_pl.runtime.config import (
     CONFIG_PACKAGE,
+    build_callbacks,
     check_run_settings,
-    check_settings,
-    import_target,
+    config_key,
+    construct,
     instantiate_setting,
     print_config_tree,
     register_launchers,
     register_resolvers,
 )
-from encdec_pl.errors import ConfigError, InvalidArgument
-from encdec_pl.faults import run_status
-from encdec_pl.loggers import build_loggers, finish_wandb, log_config, wandb_run_dir
-from encdec_pl.sweep.job import optimized_metric_value, require_one_device
-from encdec_pl.sweep.labels import in_multirun
+from encdec_pl.runtime.loggers import build_loggers, finish_wandb, log_config, wandb_run_dir
+from encdec_pl.runtime.resume import resolve_ckpt_path, resume_command
+from encdec_pl.runtime.sweep.job import optimized_metric_value, require_one_device
+from encdec_pl.runtime.sweep.labels import in_multirun
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -46,43 +46,6 @@ register_launchers()
 _lightning_info = logging.getLogger("lightning.pytorch.utilities.rank_zero")
 _lightning_info.addFilter(lambda record: "litlogger" not in record.getMessage())
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-
-
-def construct(cfg: DictConfig, *groups: str) -> Any:
-    """Build the object that config group(s) describe: `_target_` called with every other key.
-
-    EncDec takes its arguments from two groups (`model`, `loss`); a bad value, an unknown
-    key (`+model.foo=1`) or a bad `_target_` is reported under the key the user typed.
-    """
-    settings: dict[str, Any] = {}
-    for group in groups:
-        settings.update(OmegaConf.to_container(cfg[group], resolve=True))  # type: ignore[arg-type]
-    cls = import_target(settings.pop("_target_", None), groups[0])
-    # model=ae loss=ede: EDE's loss settings mean nothing to the autoencoder
-    hint = " (each model selects its own loss group: leave loss= out, or pick the matching one, e.g. loss=ae)"
-    check_settings(cls, settings, lambda name: config_key(cfg, name, groups), hint if len(groups) > 1 else "")
-    try:
-        return cls(**settings)
-    except InvalidArgument as err:
-        raise ConfigError(
-            f"{config_key(cfg, err.name, groups)}={err.value!r} is invalid: must be {err.requirement}"
-        ) from err
-
-
-def config_key(cfg: DictConfig, name: str, groups: tuple[str, ...]) -> str:
-    """The key a constructor argument is set by: latent_dim -> model.latent_dim."""
-    return f"{next((g for g in groups if name in cfg[g]), groups[0])}.{name}"
-
-
-def build_callbacks(callbacks_cfg: DictConfig | None) -> list[L.Callback]:
-    callbacks = []
-    for name, conf in (callbacks_cfg or {}).items():
-        if conf is not None:
-            callback = instantiate_setting(conf, f"callbacks.{name}")
-            if not isinstance(callback, L.Callback):
-                raise ConfigError(f"callbacks.{name}: {type(callback).__name__} is not a Lightning callback")
-            callbacks.append(callback)
-    return callbacks
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

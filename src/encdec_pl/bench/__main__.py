@@ -29,9 +29,9 @@ from rich.table import Table
 
 from encdec_pl.bench.flops import PEAK_BF16_FLOPS, arithmetic_bound, training_step_flops
 from encdec_pl.bench.loops import Timing, lightning_loop, published_loop, time_to_equilibrium
-from encdec_pl.cli import run_cli, user_errors
-from encdec_pl.config import CONFIG_PACKAGE, register_resolvers
 from encdec_pl.errors import ConfigError
+from encdec_pl.runtime.cli import run_cli, user_errors
+from encdec_pl.runtime.config import CONFIG_PACKAGE, register_resolvers
 
 log = logging.getLogger(__name__)
 register_resolvers()

@@ -29,9 +29,9 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from encdec_pl.data import ensure_dataset
-from encdec_pl.equilibrium import EquilibriumDetector
 from encdec_pl.models import EncDec
-from encdec_pl.train import construct
+from encdec_pl.runtime.callbacks.equilibrium import EquilibriumDetector
+from encdec_pl.runtime.config import construct
 
 
 @dataclass

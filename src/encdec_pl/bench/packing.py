@@ -28,8 +28,8 @@ from rich.table import Table
 
 from encdec_pl.bench.__main__ import device_from, device_name, train_config
 from encdec_pl.bench.loops import build_run
-from encdec_pl.cli import run_cli, user_errors
-from encdec_pl.config import CONFIG_PACKAGE, register_resolvers
+from encdec_pl.runtime.cli import run_cli, user_errors
+from encdec_pl.runtime.config import CONFIG_PACKAGE, register_resolvers
 
 log = logging.getLogger(__name__)
 register_resolvers()

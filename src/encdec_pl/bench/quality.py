@@ -24,11 +24,11 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from encdec_pl.cli import run_cli, user_errors
-from encdec_pl.config import CONFIG_PACKAGE, register_resolvers
 from encdec_pl.data import MNISTDataModule
 from encdec_pl.errors import EncDecError
 from encdec_pl.models import EncDec
+from encdec_pl.runtime.cli import run_cli, user_errors
+from encdec_pl.runtime.config import CONFIG_PACKAGE, register_resolvers
 
 log = logging.getLogger(__name__)
 register_resolvers()

@@ -20,10 +20,10 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from encdec_pl.cli import run_cli, user_errors
-from encdec_pl.config import CONFIG_PACKAGE
 from encdec_pl.errors import ConfigError
 from encdec_pl.models import EncDec
+from encdec_pl.runtime.cli import run_cli, user_errors
+from encdec_pl.runtime.config import CONFIG_PACKAGE
 
 VARIANTS = {  # name -> (bf16 autocast, channels-last)
     "fp32 NCHW": (False, False),

@@ -18,10 +18,10 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
-from encdec_pl.checkpoints import check_checkpoint_fits, read_checkpoint
 from encdec_pl.errors import CheckpointError, is_number, is_positive_int, require
 from encdec_pl.losses import latent_norm
-from encdec_pl.models.networks import IMAGE_SHAPE, Decoder, Encoder
+from encdec_pl.models.checkpoints import check_checkpoint_fits, read_checkpoint
+from encdec_pl.networks.image import IMAGE_SHAPE, Decoder, Encoder
 
 OPTIMIZERS = {"rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 

@@ -73,7 +73,7 @@ class RayLauncher(ray_launcher.RayLauncher):
         import ray
         from hydra_plugins.hydra_ray_launcher._launcher_util import start_ray
 
-        from encdec_pl.sweep.job import check_sweep
+        from encdec_pl.runtime.sweep.job import check_sweep
 
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
         setup_globals()
@@ -136,7 +136,7 @@ def _run_job_in_worker(**kwargs: Any) -> JobReturn:
     """
     from hydra_plugins.hydra_ray_launcher._launcher_util import _run_job
 
-    from encdec_pl.sweep.failures import portable_error
+    from encdec_pl.runtime.sweep.failures import portable_error
 
     result = _run_job(**kwargs)
     if result.status == JobStatus.FAILED:
@@ -152,7 +152,7 @@ def _collect(pending: dict[Any, tuple[int, Sequence[str], DictConfig]]) -> dict[
     """
     import ray
 
-    from encdec_pl.sweep.failures import describe_error
+    from encdec_pl.runtime.sweep.failures import describe_error
 
     results: dict[int, JobReturn] = {}
     start = time.monotonic()
@@ -179,7 +179,7 @@ def _collect(pending: dict[Any, tuple[int, Sequence[str], DictConfig]]) -> dict[
 def _died(overrides: Sequence[str], sweep_config: DictConfig, err: Exception) -> JobReturn:
     """The result of a job that never returned: recorded in its folder as failed."""
     from encdec_pl.errors import SweepError
-    from encdec_pl.sweep.failures import record_failure
+    from encdec_pl.runtime.sweep.failures import record_failure
 
     job_dir = _job_dir(sweep_config)
     error = SweepError(f"the job's process died before it finished (killed, or out of memory): {_first_line(err)}")
@@ -236,7 +236,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         from submitit.core.utils import FailedJobError
 
         from encdec_pl.errors import ConfigError, SweepError
-        from encdec_pl.sweep.job import check_sweep
+        from encdec_pl.runtime.sweep.job import check_sweep
 
         missing = [command for command in ("sbatch", "srun") if shutil.which(command) is None]
         if missing:

@@ -12,9 +12,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import lightning as L
 
 from encdec_pl.errors import is_number, is_positive_int, require
 
@@ -77,58 +74,3 @@ def find_equilibrium(steps: Sequence[int], values: Sequence[float], rule: Equili
         if tracker.update(step, value):
             return tracker.equilibrium_step
     return None
-
-
-class EquilibriumDetector(L.Callback):
-    """Watch the windowed latent norm during training; log the equilibrium step, optionally stop there.
-
-    Reads `monitor` from the logged metrics at every logging step. When the rule is met it
-    logs `equilibrium/step` and `equilibrium/value`, and with `stop=True` ends training.
-    """
-
-    def __init__(
-        self,
-        monitor: str = "train/latent_norm_avg",
-        window: int = 20,
-        tolerance: float = 0.02,
-        patience: int = 10,
-        min_step: int = 0,
-        stop: bool = False,
-    ) -> None:
-        self.monitor, self.stop = monitor, stop
-        self.tracker = EquilibriumTracker(EquilibriumRule(window, tolerance, patience, min_step))
-
-    @property
-    def equilibrium_step(self) -> int | None:
-        return self.tracker.equilibrium_step
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        if trainer.global_step % trainer.log_every_n_steps != 0 or self.monitor not in trainer.callback_metrics:
-            return
-        value = float(trainer.callback_metrics[self.monitor])
-        if self.tracker.update(trainer.global_step, value):
-            pl_module.log_dict(
-                {"equilibrium/step": float(self.tracker.equilibrium_step), "equilibrium/value": value},
-                on_step=True,
-                on_epoch=False,
-            )
-            L.pytorch.utilities.rank_zero_info(
-                f"Latent norm at equilibrium since step {self.tracker.equilibrium_step} ({self.monitor}={value:.4f})"
-                + ("; stopping" if self.stop else "")
-            )
-            if self.stop:
-                trainer.should_stop = True
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "samples": list(self.tracker.samples),
-            "calm_since": self.tracker.calm_since,
-            "calm_count": self.tracker.calm_count,
-            "equilibrium_step": self.tracker.equilibrium_step,
-        }
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.tracker.samples.extend(tuple(s) for s in state_dict["samples"])
-        self.tracker.calm_since = state_dict["calm_since"]
-        self.tracker.calm_count = state_dict["calm_count"]
-        self.tracker.equilibrium_step = state_dict["equilibrium_step"]

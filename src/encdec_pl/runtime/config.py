@@ -59,8 +59,8 @@ def _new_dir(path: str) -> str:
 def register_resolvers() -> None:
     """Register the configs' resolvers (${abspath:...}, ${new_dir:...}, ${precision_for:...},
     ${sweep_group:}, ${sweep_tags:...}); safe to call more than once."""
-    from encdec_pl.speed import precision_for  # imports Lightning: only when a config is composed
-    from encdec_pl.sweep.labels import sweep_group, sweep_tags
+    from encdec_pl.runtime.callbacks.speed import precision_for  # imports Lightning: only when a config is composed
+    from encdec_pl.runtime.sweep.labels import sweep_group, sweep_tags
 
     for name, resolver in (
         ("abspath", _abspath),
@@ -120,6 +120,43 @@ def instantiate_setting(conf: DictConfig, key: str, **kwargs: Any) -> Any:
         if isinstance(cause, InvalidArgument):
             raise ConfigError(f"{key}.{cause.name}={cause.value!r} is invalid: must be {cause.requirement}") from err
         raise ConfigError(f"{key}: {_first_line(cause or err)}") from err
+
+
+def construct(cfg: DictConfig, *groups: str) -> Any:
+    """Build the object that config group(s) describe: `_target_` called with every other key.
+
+    EncDec takes its arguments from two groups (`model`, `loss`); a bad value, an unknown
+    key (`+model.foo=1`) or a bad `_target_` is reported under the key the user typed.
+    """
+    settings: dict[str, Any] = {}
+    for group in groups:
+        settings.update(OmegaConf.to_container(cfg[group], resolve=True))  # type: ignore[arg-type]
+    cls = import_target(settings.pop("_target_", None), groups[0])
+    # model=ae loss=ede: EDE's loss settings mean nothing to the autoencoder
+    hint = " (each model selects its own loss group: leave loss= out, or pick the matching one, e.g. loss=ae)"
+    check_settings(cls, settings, lambda name: config_key(cfg, name, groups), hint if len(groups) > 1 else "")
+    try:
+        return cls(**settings)
+    except InvalidArgument as err:
+        raise ConfigError(
+            f"{config_key(cfg, err.name, groups)}={err.value!r} is invalid: must be {err.requirement}"
+        ) from err
+
+
+def config_key(cfg: DictConfig, name: str, groups: tuple[str, ...]) -> str:
+    """The key a constructor argument is set by: latent_dim -> model.latent_dim."""
+    return f"{next((g for g in groups if name in cfg[g]), groups[0])}.{name}"
+
+
+def build_callbacks(callbacks_cfg: DictConfig | None) -> list[L.Callback]:
+    callbacks = []
+    for name, conf in (callbacks_cfg or {}).items():
+        if conf is not None:
+            callback = instantiate_setting(conf, f"callbacks.{name}")
+            if not isinstance(callback, L.Callback):
+                raise ConfigError(f"callbacks.{name}: {type(callback).__name__} is not a Lightning callback")
+            callbacks.append(callback)
+    return callbacks
 
 
 # Trainer arguments that Lightning divides by without checking them: 0 crashes mid-run with a ZeroDivisionError.

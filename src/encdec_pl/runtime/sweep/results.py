@@ -21,8 +21,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from encdec_pl.errors import SweepError
-from encdec_pl.history import read_run_history
-from encdec_pl.sweep.failures import read_failure
+from encdec_pl.runtime.history import read_run_history
+from encdec_pl.runtime.sweep.failures import read_failure
 
 NO_RESULT = "no metrics.json or error.txt: killed before it could write them, or still running"
 

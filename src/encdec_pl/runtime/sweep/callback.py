@@ -18,7 +18,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from encdec_pl.sweep.failures import record_failure
+from encdec_pl.runtime.sweep.failures import record_failure
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import traceback
 from pathlib import Path
 
-from encdec_pl.cli import user_error_message
+from encdec_pl.runtime.cli import user_error_message
 
 ERROR_FILE = "error.txt"
 

@@ -1,4 +1,4 @@
-"""Scoring an autoencoder-like model with the metrics of `encdec_pl.metrics`.
+"""Scoring an autoencoder-like model with the metrics of `encdec_pl.evaluation.metrics`.
 
 Shared by `python -m encdec_pl.evaluate` (the test split, every image) and the
 `QualityMonitor` callback (a fixed subset, every N training steps), so that the
@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from encdec_pl.classifier import EvaluationClassifier
-from encdec_pl.losses import latent_norm
-from encdec_pl.metrics import (
+from encdec_pl.evaluation.classifier import EvaluationClassifier
+from encdec_pl.evaluation.metrics import (
     fit_gaussian,
     frechet_distance,
     knn_accuracy,
@@ -23,6 +22,7 @@ from encdec_pl.metrics import (
     logistic_regression_accuracy,
     sample_gaussian,
 )
+from encdec_pl.losses import latent_norm
 from encdec_pl.models.base import BaseAutoencoder
 
 BATCH_SIZE = 500

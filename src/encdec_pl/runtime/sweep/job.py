@@ -35,7 +35,7 @@ def check_sweep(cfg: DictConfig) -> None:
     require_one_device(cfg.trainer)
     quality = (cfg.get("callbacks") or {}).get("quality")
     if quality is not None:
-        from encdec_pl.classifier import require_classifier  # torch and Lightning: only when needed
+        from encdec_pl.evaluation.classifier import require_classifier  # torch and Lightning: only when needed
 
         require_classifier(Path(quality.classifier_path), cfg.data.dataset, "every job (callbacks=quality)")
 

@@ -40,8 +40,8 @@ from typing import Any
 import lightning as L
 import torch
 
-from encdec_pl.checkpoints import resume_command
 from encdec_pl.errors import EncDecError, is_number, is_positive_int, require
+from encdec_pl.runtime.resume import resume_command
 
 log = logging.getLogger(__name__)
 

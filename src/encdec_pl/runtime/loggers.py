@@ -15,8 +15,8 @@ from urllib.parse import urlparse
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from encdec_pl.config import instantiate_setting
 from encdec_pl.errors import ConfigError
+from encdec_pl.runtime.config import instantiate_setting
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 

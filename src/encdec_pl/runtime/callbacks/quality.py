@@ -13,113 +13,14 @@ from typing import Any
 import lightning as L
 import matplotlib
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-from torchvision.utils import make_grid, save_image
 
-from encdec_pl.classifier import load_classifier, require_classifier
 from encdec_pl.errors import is_positive_int, require
-from encdec_pl.evaluation import Split, judge, score_model
-from encdec_pl.history import series
+from encdec_pl.evaluation.classifier import load_classifier, require_classifier
+from encdec_pl.evaluation.scoring import Split, judge, score_model
+from encdec_pl.runtime.history import series
 
 matplotlib.use("Agg")  # files only: training machines have no display
 import matplotlib.pyplot as plt  # noqa: E402
-
-
-def log_image(trainer: L.Trainer, key: str, image: torch.Tensor, caption: str = "") -> None:
-    """Send one (C, H, W) image in [0, 1] to every logger of `trainer` that shows images."""
-    for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger):
-            logger.log_image(key=key, images=[image], caption=[caption], step=trainer.global_step)
-        elif isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_image(key, image, global_step=trainer.global_step)
-
-
-def reconstruction_grid(originals: torch.Tensor, reconstructions: torch.Tensor, images_per_row: int) -> torch.Tensor:
-    """Rows of originals, each followed by the row of their reconstructions, as one (3, H, W) image."""
-    rows = []
-    for start in range(0, len(originals), images_per_row):
-        rows += [originals[start : start + images_per_row], reconstructions[start : start + images_per_row]]
-    return make_grid(torch.cat(rows), nrow=images_per_row, padding=2, pad_value=0.5)
-
-
-class ReconstructionGrid(L.Callback):
-    """At each validation, draw the same validation images above their reconstructions D(E(x))."""
-
-    def __init__(self, num_images: int = 32, images_per_row: int = 8, dirpath: str = "images/reconstructions") -> None:
-        require(is_positive_int(num_images), "num_images", num_images, "a positive integer")
-        require(is_positive_int(images_per_row), "images_per_row", images_per_row, "a positive integer")
-        self.num_images, self.images_per_row, self.dirpath = num_images, images_per_row, Path(dirpath)
-        self.images: torch.Tensor | None = None
-        self.last_path: Path | None = None
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
-            return
-        if self.images is None:  # the first validation images, the same ones every time
-            dataset = trainer.val_dataloaders.dataset
-            self.images = torch.stack([dataset[i][0] for i in range(min(self.num_images, len(dataset)))])
-        with torch.no_grad():
-            reconstructions = pl_module.reconstruct(self.images.to(pl_module.device)).float().cpu()
-        grid = reconstruction_grid(self.images, reconstructions, self.images_per_row)
-        self.dirpath.mkdir(parents=True, exist_ok=True)
-        self.last_path = self.dirpath / f"step_{trainer.global_step:06d}.png"
-        save_image(grid, self.last_path)
-        caption = f"originals above reconstructions, step {trainer.global_step}"
-        log_image(trainer, "val/reconstructions", grid, caption=caption)
-
-
-class LatentNormPlot(L.Callback):
-    """Keep the logged training scalars and plot latent norm and loss terms against steps.
-
-    Samples `trainer.callback_metrics` at the trainer's logging interval (so it costs
-    what logging costs), keeps the rows in checkpoints so the curve survives a
-    resume, and redraws the PNG at every validation and at the end of training.
-    """
-
-    def __init__(self, path: str = "images/latent_norm.png") -> None:
-        self.path = Path(path)
-        self.rows: list[dict[str, float]] = []
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        if trainer.global_step % trainer.log_every_n_steps != 0:
-            return
-        row = {k[len("train/") :]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
-        if row:
-            self.rows.append({"step": trainer.global_step, **row})
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self.plot(trainer)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.plot(trainer)
-
-    def plot(self, trainer: L.Trainer) -> None:
-        if not trainer.is_global_zero or len(self.rows) < 2:
-            return
-        fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-        top.plot(*series(self.rows, "latent_norm", "step"), color="tab:blue", alpha=0.3, label="per step")
-        top.plot(*series(self.rows, "latent_norm_avg", "step"), color="tab:blue", label="window mean")
-        top.set_ylabel("latent norm")
-        for key in ("loss", "pull", "push", "fake", "recon", "kl"):
-            steps, values = series(self.rows, key, "step")
-            if steps:
-                bottom.plot(steps, values, label=key)
-        bottom.set_xlabel("step")
-        bottom.set_ylabel("training loss terms")
-        for ax in (top, bottom):
-            ax.legend(loc="best")
-            ax.grid(alpha=0.3)
-        fig.tight_layout()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(self.path, dpi=110)
-        plt.close(fig)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.rows = state_dict["rows"]
 
 
 class QualityMonitor(L.Callback):

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from encdec_pl.device_data import DeviceBatches
+from encdec_pl.data.device_batches import DeviceBatches
 from encdec_pl.errors import DataError, is_non_negative_int, is_number, is_positive_int, require
 
 
@@ -157,7 +157,7 @@ class MNISTDataModule(L.LightningDataModule):
     Training images are randomly rotated by up to `rotation` degrees (the published
     augmentation). Two ways to serve them, chosen by `device_resident`:
     - True: each split lives on the training device as one uint8 tensor, shuffled,
-      batched and rotated there a whole batch at a time (encdec_pl.device_data);
+      batched and rotated there a whole batch at a time (encdec_pl.data.device_batches);
     - False: the classic DataLoader, rotating one image at a time in `num_workers`
       worker processes and copying each batch to the device.
     "auto" picks by device type (DEVICE_RESIDENT_BY_DEVICE). Both give the same

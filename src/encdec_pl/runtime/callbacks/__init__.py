@@ -1,0 +1,19 @@
+"""Lightning callbacks of a training run (conf/callbacks/): pictures, measurements, faults, speed, checkpoints."""
+
+from encdec_pl.runtime.callbacks.checkpoints import LastCheckpoint
+from encdec_pl.runtime.callbacks.equilibrium import EquilibriumDetector
+from encdec_pl.runtime.callbacks.faults import FaultHandler
+from encdec_pl.runtime.callbacks.latent_norm import LatentNormPlot
+from encdec_pl.runtime.callbacks.quality import QualityMonitor
+from encdec_pl.runtime.callbacks.reconstructions import ReconstructionGrid
+from encdec_pl.runtime.callbacks.speed import FastStep
+
+__all__ = [
+    "EquilibriumDetector",
+    "FastStep",
+    "FaultHandler",
+    "LastCheckpoint",
+    "LatentNormPlot",
+    "QualityMonitor",
+    "ReconstructionGrid",
+]
