@@ -69,7 +69,7 @@ def test_autoencoder_loss_is_pixel_mse_and_reaches_both_networks() -> None:
 
 @pytest.mark.parametrize("model_class", [Autoencoder, VAE, EncDec])
 def test_every_model_logs_the_same_latent_norm(model_class: type[BaseAutoencoder]) -> None:
-    # METHOD.md's definition on the codes `encode` returns: 0.5 * (mean E(x)^2 + mean E(D(E(x)))^2)
+    # docs/method.md's definition on the codes `encode` returns: 0.5 * (mean E(x)^2 + mean E(D(E(x)))^2)
     torch.manual_seed(0)
     model = model_class().eval()  # eval: no dropout, so both sides see the same network
     x = torch.rand(8, 1, 28, 28)

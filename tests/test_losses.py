@@ -1,4 +1,4 @@
-"""The EDE loss terms: formula, gradient flow, and the latent-norm diagnostic (METHOD.md)."""
+"""The EDE loss terms: formula, gradient flow, and the latent-norm diagnostic (docs/method.md)."""
 
 from __future__ import annotations
 

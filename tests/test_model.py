@@ -27,7 +27,7 @@ def test_encode_decode_shapes_and_ranges(latent_dim: int, width: int) -> None:
 
 
 def test_width_is_independent_of_latent_dim() -> None:
-    # Sweeping latent_dim must not change the convolution widths (METHOD.md).
+    # Sweeping latent_dim must not change the convolution widths (docs/method.md).
     convs = lambda m: [p.shape for n, p in m.named_parameters() if "features" in n and "original1" in n]  # noqa: E731
     assert convs(Encoder(latent_dim=8, width=32)) == convs(Encoder(latent_dim=64, width=32))
     assert Encoder(latent_dim=8, width=16).head[-1].out_features == 8

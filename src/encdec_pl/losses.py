@@ -1,4 +1,4 @@
-"""The contrastive terms of EDE and the latent-norm diagnostic (METHOD.md).
+"""The contrastive terms of EDE and the latent-norm diagnostic (docs/method.md).
 
 All three terms compare codes, never pixels. For codes `a`, `b` of shape
 (batch, latent_dim) the distance is a root-mean-square over latent dims,
@@ -35,7 +35,7 @@ def dissimilar_loss(a: torch.Tensor, b: torch.Tensor, margin: float) -> torch.Te
 
 
 def latent_norm(z: torch.Tensor, z_rec: torch.Tensor) -> torch.Tensor:
-    """METHOD.md's diagnostic: 0.5 * (mean(E(x)^2) + mean(E(D(E(x)))^2)), in fp32 whatever the codes' dtype."""
+    """docs/method.md's diagnostic: 0.5 * (mean(E(x)^2) + mean(E(D(E(x)))^2)), in fp32 whatever the codes' dtype."""
     return 0.5 * (z.float().pow(2).mean() + z_rec.float().pow(2).mean())
 
 

@@ -1,6 +1,6 @@
 """The three training loops that `python -m encdec_pl.bench` times, and how they are timed.
 
-1. `published_loop`: the loop the method was published with, written from METHOD.md:
+1. `published_loop`: the loop the method was published with, written from docs/method.md:
    a DataLoader over MNIST as PIL images, rotated one at a time (RandomRotation then
    ToTensor), fp32, eager, plain PyTorch, and a *new DataLoader iterator at every step*,
    which starts its worker process every time.
@@ -118,7 +118,7 @@ class RepeatTimer:
 def published_loop(
     data_root: str, batch_size: int, warmup: int, steps: int, repeats: int, device: torch.device, seed: int = 0
 ) -> Timing:
-    """METHOD.md's reference setup run as it was published: a new loader iterator (and worker) per step."""
+    """docs/method.md's reference setup run as it was published: a new loader iterator (and worker) per step."""
     torch.manual_seed(seed)
     ensure_dataset(data_root, "mnist", download=False)
     augment = transforms.Compose([transforms.RandomRotation(10), transforms.ToTensor()])  # PIL in, [0, 1] out

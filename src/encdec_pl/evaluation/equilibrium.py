@@ -1,4 +1,4 @@
-"""Detecting the latent-norm equilibrium (METHOD.md): where the windowed latent norm stops moving.
+"""Detecting the latent-norm equilibrium (docs/method.md): where the windowed latent norm stops moving.
 
 The rule: compare the mean of the last `window` samples with the mean of the `window`
 samples before them; the series is at equilibrium once their relative difference stays

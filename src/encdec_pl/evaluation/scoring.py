@@ -129,7 +129,7 @@ def score_model(
         "frechet/reconstructions": frechet_distance(judged_test.features, judged_reconstructions.features),
         "frechet/samples": frechet_distance(judged_test.features, judged_samples.features),
         "mse": float((reconstructions - test.images).pow(2).mean()),
-        # METHOD.md's latent norm on the test images (no dropout), and the part of it that is
+        # docs/method.md's latent norm on the test images (no dropout), and the part of it that is
         # spread rather than offset: the per-dimension variance of the codes, averaged over dimensions.
         "latent_norm": float(latent_norm(test_codes, reencoded)),
         "code_variance": float(test_codes.var(dim=0).mean()),

@@ -27,7 +27,7 @@ OPTIMIZERS = {"rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam, "adamw":
 
 
 class WindowMean:
-    """Trailing mean over the last `size` values (METHOD.md's 64-step latent-norm window).
+    """Trailing mean over the last `size` values (docs/method.md's 64-step latent-norm window).
 
     Values stay tensors on their device so that logging does not force a sync every step.
     """
@@ -119,7 +119,7 @@ class BaseAutoencoder(L.LightningModule):
 
     # ----- diagnostics ------------------------------------------------------------------------
     def latent_norm_of(self, z: torch.Tensor, x_rec: torch.Tensor) -> torch.Tensor:
-        """METHOD.md's latent norm 0.5 * (mean(z^2) + mean(E(x_rec)^2)) for codes z = E(x), x_rec = D(z).
+        """docs/method.md's latent norm 0.5 * (mean(z^2) + mean(E(x_rec)^2)) for codes z = E(x), x_rec = D(z).
 
         The same definition for every model, on the codes that `encode` returns, so that
         EDE's and the baselines' curves can be compared. A diagnostic: no gradients.

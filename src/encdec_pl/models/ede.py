@@ -1,4 +1,4 @@
-"""EncDec: the encoder-decoder-encoder network of METHOD.md as a LightningModule."""
+"""EncDec: the encoder-decoder-encoder network of docs/method.md as a LightningModule."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ class EncDec(BaseAutoencoder):
     """Encoder-decoder-encoder trained only by comparing codes (pull, push, fake).
 
     Defaults are the published settings: latent size 32, width 32, dropout 1/32,
-    RMSprop at 1e-4, margin 1 and fake weight 2 (METHOD.md).
+    RMSprop at 1e-4, margin 1 and fake weight 2 (docs/method.md).
 
     >>> model = EncDec.load_from_checkpoint("outputs/train/.../checkpoints/last.ckpt")
     >>> z = model.encode(x)        # (B, 1, 28, 28) in [0, 1] -> (B, 32)
@@ -44,7 +44,7 @@ class EncDec(BaseAutoencoder):
         z = self.encoder(x)
         x_rec = self.decoder(z)
         # One encoder pass over both re-encodings. The second half sees the decoder
-        # output detached (METHOD.md's sg): the fake term trains the encoder alone,
+        # output detached (docs/method.md's sg): the fake term trains the encoder alone,
         # as a GAN's discriminator, and never the decoder.
         z_rec, z_fake = self.encoder(torch.cat([x_rec, x_rec.detach()])).chunk(2)
         terms = self.loss(z, z_rec, z_fake)

@@ -1,6 +1,6 @@
 """The published EDE encoder and decoder for 28x28 single-channel images.
 
-Both follow METHOD.md's reference setup layer for layer. The channel width `w`
+Both follow docs/method.md's reference setup layer for layer. The channel width `w`
 and the code size `latent_dim` are separate arguments: the published code tied
 them (both 32), which would make a latent-size sweep silently change the
 network's capacity too.
