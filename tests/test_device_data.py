@@ -204,3 +204,32 @@ def test_lightning_resumes_mid_epoch_with_the_batches_it_would_have_seen(data_ro
     workers = MNISTDataModule(root=str(data_root), batch_size=16, device_resident=False, num_workers=0, download=False)
     with pytest.raises(DataError, match="resume it with data.device_resident=true"):
         trainer.fit(EncDec(width=4, latent_dim=4), datamodule=workers, ckpt_path=tmp_path / "mid_epoch.ckpt")
+
+
+@pytest.mark.slow
+def test_dataloader_path_resumed_mid_epoch_repeats_the_start_of_the_epoch(data_root: Path, tmp_path: Path) -> None:
+    """docs/faults.md: a plain DataLoader has no position, so Lightning restarts its order (and warns)."""
+
+    def fit(max_steps: int, ckpt_path: str | None = None) -> tuple[L.Trainer, BatchRecorder]:
+        L.seed_everything(0, verbose=False)
+        datamodule = MNISTDataModule(
+            root=str(data_root), batch_size=16, device_resident=False, num_workers=0, download=False
+        )
+        recorder = BatchRecorder()
+        trainer = L.Trainer(
+            accelerator="cpu", max_steps=max_steps, callbacks=[recorder], logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+        )  # fmt: skip
+        trainer.fit(EncDec(width=4, latent_dim=4), datamodule=datamodule, ckpt_path=ckpt_path)
+        return trainer, recorder
+
+    _, uninterrupted = fit(8)
+    stopped, first_half = fit(4)
+    stopped.save_checkpoint(tmp_path / "mid_epoch.ckpt")
+    with pytest.warns(Warning, match="dataloader is not resumable"):
+        resumed, second_half = fit(8, ckpt_path=str(tmp_path / "mid_epoch.ckpt"))
+    assert resumed.global_step == 8
+    assert first_half.fingerprints == uninterrupted.fingerprints[:4]
+    # Steps 5-8 after the resume get the batches of steps 1-4 again, not those of the uninterrupted run.
+    assert second_half.fingerprints == first_half.fingerprints
+    assert second_half.fingerprints != uninterrupted.fingerprints[4:]
