@@ -37,7 +37,7 @@ report: ## Summarise a sweep folder (default: the newest): make report SWEEP_DIR
 search: ## Optuna search over fake_weight, latent_dim and lr (hparams_search=ede_optuna); overrides in ARGS
 	$(BIN)/python -m encdec_pl.train hparams_search=ede_optuna $(ARGS)
 
-bench: ## Time the published loop, a conventional Lightning loop and the fast path (README "Speed"); run it alone
+bench: ## Time the published loop, a conventional Lightning loop and the fast path (docs/speed.md); run it alone
 	$(BIN)/python -m encdec_pl.bench $(ARGS)
 
 bench-quick: ## The benchmark's short CI mode: every part runs, the figures mean nothing
@@ -52,10 +52,10 @@ bench-quality: ## Fast path vs fp32 path after a fixed number of steps, over see
 evaluate: ## Score a checkpoint, e.g. make evaluate ARGS="ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt"
 	$(BIN)/python -m encdec_pl.evaluate $(ARGS)
 
-results-table: ## Train and score the README's results table (EDE fw 0/1/2/4, AE, VAE on 2 datasets; hours on CPU)
+results-table: ## Train and score the results table of docs/results.md (EDE fw 0/1/2/4, AE, VAE on 2 datasets; hours on CPU)
 	$(BIN)/python scripts/results_table.py $(ARGS)
 
-equilibrium-study: ## The README's equilibrium study: long EDE runs with quality metrics, figures in docs/images
+equilibrium-study: ## The equilibrium study of docs/results.md: long EDE runs with quality metrics, figures in docs/images
 	$(BIN)/python scripts/equilibrium_study.py $(ARGS)
 
 test: ## Run every test, slow ones included (as CI does); needs MNIST, see README

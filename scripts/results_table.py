@@ -1,4 +1,4 @@
-"""The README's results table: EDE at fake_weight 0, 1, 2, 4, AE and VAE on MNIST and Fashion-MNIST.
+"""The results table of docs/results.md: EDE at fake_weight 0, 1, 2, 4, AE and VAE on MNIST and Fashion-MNIST.
 
     python scripts/results_table.py                       # train what is missing, evaluate, write the table
     python scripts/results_table.py --epochs 20 trainer.accelerator=gpu   # a GPU budget

@@ -1,4 +1,4 @@
-"""The benchmark commands run end to end in their short mode and print their tables (figures: README)."""
+"""The benchmark commands run end to end in their short mode and print their tables (figures: docs/speed.md)."""
 
 from __future__ import annotations
 

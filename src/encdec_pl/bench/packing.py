@@ -4,8 +4,8 @@ A sweep's jobs are small: one may not fill a GPU. This runs N copies of the fast
 path at once on one device (N separate processes, as a sweep launcher would start
 them), for each N in `jobs`, and reports the aggregate images/s: all the images the
 N jobs trained in their common timed window, divided by that window. The N that
-maximises it is what the sweep launcher's jobs-per-GPU setting should be (README,
-"Speed"). On a CPU each job gets cores/N torch threads.
+maximises it is what the sweep launcher's jobs-per-GPU setting should be
+(docs/speed.md). On a CPU each job gets cores/N torch threads.
 """
 
 from __future__ import annotations

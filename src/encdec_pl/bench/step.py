@@ -5,7 +5,7 @@ precision (fp32, bf16 autocast) and memory format (NCHW, channels-last), one ste
 each variant per round, so that load from other processes hits all variants alike.
 With `clock=cpu` it counts the process's CPU time instead of wall-clock: on a shared
 machine that measures the work a step needs rather than how long it waited for a core.
-It is how the CPU defaults of the fast step were chosen (README, "Speed").
+It is how the CPU defaults of the fast step were chosen (docs/speed.md).
 """
 
 from __future__ import annotations

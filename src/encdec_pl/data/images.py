@@ -147,7 +147,7 @@ class ImageDataset(Dataset):
         return image.float().div_(255), self.labels[index]
 
 
-# What device_resident="auto" picks, by the type of the training device (measured: README "Speed").
+# What device_resident="auto" picks, by the type of the training device (measured: docs/speed.md).
 DEVICE_RESIDENT_BY_DEVICE = {"cuda": True, "cpu": True}
 
 

@@ -11,7 +11,7 @@
   batch 128 on a GPU.
 
 "auto" everywhere means "the fastest setting measured on that kind of device"
-(README, "Speed"); each can be forced on or off for a comparison.
+(docs/speed.md); each can be forced on or off for a comparison.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from encdec_pl.errors import require
 
 log = logging.getLogger(__name__)
 
-# Measured choices for "auto", by device type and precision (README, "Speed").
+# Measured choices for "auto", by device type and precision (docs/speed.md).
 CHANNELS_LAST_BY_DEVICE = {"cuda": True, "cpu": True}
 COMPILE_BY_DEVICE = {"cuda": True, "cpu": False}
 COMPILE_MODE_BY_DEVICE = {"cuda": "reduce-overhead", "cpu": "default"}
