@@ -56,15 +56,42 @@ def test_vae_loss_is_the_negative_elbo() -> None:
     assert float(vae.compute_losses(x)["kl"]) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_autoencoder_loss_is_pixel_mse_and_reaches_both_networks() -> None:
-    ae = Autoencoder().eval()
+@pytest.mark.parametrize("recon_loss", ["bce", "mse"])
+def test_autoencoder_loss_is_its_recon_loss_and_reaches_both_networks(recon_loss: str) -> None:
+    ae = Autoencoder(recon_loss=recon_loss).eval()
     x = torch.rand(4, 1, 28, 28)
     terms = ae.compute_losses(x)
-    expected = (ae.decode(ae.encode(x)) - x).pow(2).mean()
-    assert float(terms["loss"]) == pytest.approx(float(expected), rel=1e-5)
+    x_rec = ae.decode(ae.encode(x))
+    mse = (x_rec - x).pow(2).mean()
+    bce = -(x * x_rec.log() + (1 - x) * (1 - x_rec).log()).mean()
+    assert float(terms["mse"]) == pytest.approx(float(mse), rel=1e-5)
+    assert float(terms["loss"]) == pytest.approx(float(bce if recon_loss == "bce" else mse), rel=1e-5)
     terms["loss"].backward()
     assert all(p.grad is not None for p in ae.encoder.parameters())
     assert all(p.grad is not None for p in ae.decoder.parameters())
+
+
+def test_a_saturated_sigmoid_stops_the_mse_gradient_but_not_the_bce_gradient() -> None:
+    # The AE defect (docs/recipe.md): the first optimizer steps drive the decoder's final logits far
+    # below zero; through the sigmoid the MSE gradient is then ~0 and the output stays black.
+    # Binary cross-entropy's gradient at the logits is D(E(x)) - x, which pulls the bright pixels back.
+    torch.manual_seed(0)
+    x = (torch.rand(8, 1, 28, 28) > 0.8).float()  # mostly black, as MNIST
+    grads = {}
+    for recon_loss in ("mse", "bce"):
+        torch.manual_seed(0)
+        ae = Autoencoder(recon_loss=recon_loss, dropout=0.0)
+        with torch.no_grad():
+            ae.decoder.conv3.bias.fill_(-25.0)  # every output ~1e-11: a saturated, black image
+        ae.compute_losses(x)["loss"].backward()
+        grads[recon_loss] = ae.decoder.conv3.bias.grad.abs().item()
+    assert grads["mse"] < 1e-8
+    assert grads["bce"] > 0.05
+
+
+def test_recon_loss_is_checked() -> None:
+    with pytest.raises(InvalidArgument, match="recon_loss"):
+        Autoencoder(recon_loss="l1")
 
 
 @pytest.mark.parametrize("model_class", [Autoencoder, VAE, EncDec])
