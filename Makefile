@@ -64,9 +64,10 @@ test: ## Run every test, slow ones included (as CI does); needs MNIST, see READM
 test-fast: ## Run the quick unit tests only
 	$(BIN)/pytest -n 2 -m "not slow"
 
-lint: ## Check style and common bugs (ruff), notebooks included
+lint: ## Check style and common bugs (ruff), notebooks included, then the package's layers (lint-imports)
 	$(BIN)/ruff check src tests scripts notebooks
 	$(BIN)/ruff format --check src tests scripts notebooks
+	$(BIN)/lint-imports
 
 format: ## Reformat and fix what ruff can
 	$(BIN)/ruff format src tests notebooks

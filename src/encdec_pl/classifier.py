@@ -14,35 +14,31 @@ says how far its judgement can be trusted.
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from encdec_pl.runtime.classifier import train_as_configured
-from encdec_pl.runtime.cli import run_cli, user_errors
-from encdec_pl.runtime.config import CONFIG_PACKAGE, construct, print_config_tree, register_resolvers
+from encdec_pl.runtime.cli import run_cli, start_run, user_errors, write_summary
+from encdec_pl.runtime.config import CONFIG_PACKAGE, construct
 
 log = logging.getLogger(__name__)
-register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="train_classifier")
 @user_errors
 def main(cfg: DictConfig) -> dict[str, Any]:
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
-    if cfg.extras.print_config:
-        print_config_tree(cfg, save_to=output_dir / "config_tree.log")
+    output_dir = start_run(cfg)
     datamodule = construct(cfg, "data")
     datamodule.prepare_data()
     info = train_as_configured(cfg, datamodule)
-    summary = {"classifier": str(cfg.classifier.path), **info}
-    (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    metrics = {name: info[name] for name in ("test_accuracy", "val_accuracy")}
+    details = {k: v for k, v in info.items() if k not in metrics and k != "steps"}
+    write_summary(
+        output_dir, "classifier", "completed", info["steps"], metrics, path=str(cfg.classifier.path), **details
+    )
     log.info("Run folder: %s", output_dir)
     return info
 

@@ -58,3 +58,9 @@ def is_positive_int(value: Any) -> bool:
 
 def is_non_negative_int(value: Any) -> bool:
     return isinstance(value, int) and is_number(value) and value >= 0
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none): how errors are reported."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -10,7 +10,6 @@ metrics.json, reconstructions.png, samples.png, codes_pca.png, config.yaml, eval
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -30,22 +29,14 @@ from encdec_pl.models.base import BaseAutoencoder, checkpoint_model_class
 from encdec_pl.models.checkpoints import read_checkpoint
 from encdec_pl.runtime.callbacks.reconstructions import reconstruction_grid
 from encdec_pl.runtime.classifier import classifier_for
-from encdec_pl.runtime.cli import run_cli, user_errors
-from encdec_pl.runtime.config import CONFIG_PACKAGE, _abspath, construct, print_config_tree, register_resolvers
+from encdec_pl.runtime.cli import run_cli, start_run, user_errors, write_summary
+from encdec_pl.runtime.config import CONFIG_PACKAGE, _abspath, construct
+from encdec_pl.runtime.devices import pick_device
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 log = logging.getLogger(__name__)
-register_resolvers()
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={name}: no CUDA GPU here; use device=cpu or device=auto")
-    return torch.device(name)
 
 
 def checkpoint_dataset(checkpoint: dict[str, Any]) -> str | None:
@@ -59,11 +50,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = Path(_abspath(str(cfg.ckpt_path)))
     if not ckpt_path.is_file():
         raise CheckpointError(f"ckpt_path={cfg.ckpt_path}: no checkpoint file at {ckpt_path}")
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
-    if cfg.extras.print_config:
-        print_config_tree(cfg, save_to=output_dir / "config_tree.log")
+    output_dir = start_run(cfg)
 
     checkpoint = read_checkpoint(ckpt_path)
     trained_on = checkpoint_dataset(checkpoint)
@@ -73,7 +60,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
     device = pick_device(cfg.device)
     model = BaseAutoencoder.load_from_checkpoint(ckpt_path, map_location=device)
-    L.seed_everything(cfg.seed, verbose=False)
+    L.seed_everything(cfg.seed, verbose=False)  # again: the fresh weights do not depend on what loading drew
     untrained = checkpoint_model_class(ckpt_path)(**model.hparams).to(device)  # same architecture, fresh weights
 
     datamodule = construct(cfg, "data")
@@ -95,10 +82,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         reference = reference_scores(untrained, classifier, test, fit, val, cfg.probe.knn_k, judged_test)
 
     result = {
+        "command": "evaluate",
+        "status": "completed",
+        "global_step": checkpoint.get("global_step"),
+        "metrics": scores.metrics,
         "checkpoint": str(ckpt_path),
         "model": type(model).__name__,
         "model_hparams": dict(model.hparams),
-        "global_step": checkpoint.get("global_step"),
         "dataset": cfg.data.dataset,
         "classifier": {"path": str(cfg.classifier.path), **classifier_info},
         "settings": {
@@ -106,10 +96,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             "fit_images": len(fit.images),
             **OmegaConf.to_container(cfg.probe),
         },
-        "metrics": scores.metrics,
         "reference": reference,
     }
-    (output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_summary(output_dir, **result)
     figures = save_figures(scores, test, output_dir, cfg.figures.num_images, cfg.figures.images_per_row)
     report(result, output_dir, figures)
     return result

@@ -9,64 +9,40 @@ tensorboard/), config.yaml (resolved), config_tree.log and train.log.
 
 from __future__ import annotations
 
-import json
 import logging
-import warnings
 from pathlib import Path
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
 from encdec_pl.models.checkpoints import check_checkpoint_fits, read_checkpoint
 from encdec_pl.runtime.callbacks.faults import run_status
-from encdec_pl.runtime.cli import run_cli, user_errors
+from encdec_pl.runtime.cli import run_cli, start_run, user_errors, write_summary
 from encdec_pl.runtime.config import (
     CONFIG_PACKAGE,
     build_callbacks,
+    build_trainer,
     check_run_settings,
     config_key,
     construct,
-    instantiate_setting,
-    print_config_tree,
-    register_launchers,
-    register_resolvers,
 )
 from encdec_pl.runtime.loggers import build_loggers, finish_wandb, log_config, wandb_run_dir
 from encdec_pl.runtime.resume import resolve_ckpt_path, resume_command
 from encdec_pl.runtime.sweep.job import optimized_metric_value, require_one_device
 from encdec_pl.runtime.sweep.labels import in_multirun
+from hydra_plugins.encdec_pl_launchers.launchers import LAUNCHERS
 
 log = logging.getLogger(__name__)
-register_resolvers()
-register_launchers()
-
-# Two messages that every run would print and nobody can act on: Lightning's advert for its
-# cloud logger at each Trainer start, and a deprecation inside Lightning's own use of torch's pytree.
-_lightning_info = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-_lightning_info.addFilter(lambda record: "litlogger" not in record.getMessage())
-warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train as `cfg` says and return the final metrics (what Hydra sweepers read)."""
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.extras.ignore_warnings:
-        warnings.filterwarnings("ignore")
-
     check_run_settings(cfg)
-    # seed=0 is a seed like any other; seed=null draws one, recorded in config.yaml.
-    seed = L.seed_everything(cfg.seed, workers=True, verbose=False)
-    with open_dict(cfg):
-        cfg.seed = seed
-    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
-    if cfg.extras.print_config:
-        print_config_tree(cfg, save_to=output_dir / "config_tree.log")
-
+    output_dir = start_run(cfg)
     datamodule = construct(cfg, "data")
     model = construct(cfg, "model", "loss")
-    callbacks = build_callbacks(cfg.get("callbacks")) + ([construct(cfg, "speed")] if cfg.get("speed") else [])
+    callbacks = build_callbacks(cfg.get("callbacks"))
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, output_dir, Path(cfg.paths.runs_dir))
     checkpoint = read_checkpoint(ckpt_path) if ckpt_path else {}
     if ckpt_path:
@@ -74,7 +50,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     resumed_run_id = checkpoint.get("wandb_run_id")
     loggers = build_loggers(cfg.get("logger"), wandb_run_id=resumed_run_id)  # W&B starts lazily, below
     datamodule.prepare_data()  # missing or damaged files stop the run here, before anything starts
-    trainer: L.Trainer = instantiate_setting(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    trainer = build_trainer(cfg, callbacks, logger=loggers or False)
     log_config(loggers, cfg)
 
     log.info("Training %s; run folder: %s", type(model).__name__, output_dir)
@@ -87,16 +63,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         raise
     finally:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        write_run_summary(output_dir / "metrics.json", status, trainer.global_step, metrics)
+        write_summary(output_dir, "train", status, trainer.global_step, metrics)
         if trainer.global_step > 0:
             report_outputs(trainer, output_dir)
         finish_wandb()
     return metrics
-
-
-def write_run_summary(path: Path, status: str, step: int, metrics: dict[str, float]) -> None:
-    """metrics.json: how the run ended and its last logged metrics, for sweep reports and scripts."""
-    path.write_text(json.dumps({"status": status, "global_step": step, "metrics": metrics}, indent=2) + "\n")
 
 
 def report_outputs(trainer: L.Trainer, output_dir: Path) -> None:
@@ -134,4 +105,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, launchers=LAUNCHERS)

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from hydra_plugins.encdec_pl_launchers.launchers import RayLauncher
 
-# What encdec_pl.runtime.config.register_launchers does, without importing encdec_pl (torch, Lightning):
+# What encdec_pl.runtime.cli.prepare_process does for the train command, without importing encdec_pl (torch, Lightning):
 # the probe's jobs should start as fast as Ray can start them.
 Plugins.instance().register(RayLauncher)
 

@@ -11,69 +11,33 @@ written to bench.json in the run folder (outputs/bench/runs/<date>_<time>/).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import platform
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import hydra
 import torch
-from hydra import compose
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
 from encdec_pl.bench.flops import PEAK_BF16_FLOPS, arithmetic_bound, training_step_flops
-from encdec_pl.bench.loops import Timing, lightning_loop, published_loop, time_to_equilibrium
-from encdec_pl.errors import ConfigError
-from encdec_pl.runtime.cli import run_cli, user_errors
-from encdec_pl.runtime.config import CONFIG_PACKAGE, register_resolvers
+from encdec_pl.bench.loops import (
+    Timing,
+    device_name,
+    lightning_loop,
+    published_loop,
+    time_to_equilibrium,
+    train_config,
+)
+from encdec_pl.runtime.cli import run_cli, start_run, user_errors
+from encdec_pl.runtime.config import CONFIG_PACKAGE
+from encdec_pl.runtime.devices import pick_device
 
 log = logging.getLogger(__name__)
-register_resolvers()
 
 CONVENTIONAL, FAST, PUBLISHED = "conventional Lightning", "fast path", "published loop"
-
-
-def device_from(setting: str) -> torch.device:
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if setting not in ("cpu", "cuda"):
-        raise ConfigError(f"device={setting!r} is invalid: must be auto, cpu or cuda")
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda, but torch sees no CUDA GPU here; use device=cpu or device=auto")
-    return torch.device(setting)
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        )
-    return f"cpu: {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
-
-
-def train_config(cfg: DictConfig, batch_size: int, device: torch.device, *extra: str) -> DictConfig:
-    """The training config (conf/train.yaml) as `python -m encdec_pl.train` would compose it, plus overrides."""
-    accelerator = "gpu" if device.type == "cuda" else "cpu"
-    overrides = [
-        f"seed={cfg.seed}",
-        f"data.batch_size={batch_size}",
-        f"trainer.accelerator={accelerator}",
-        "trainer.devices=1",
-        *cfg.train_overrides,
-        *extra,
-    ]
-    return compose(config_name="train", overrides=overrides)
 
 
 def run_table(cfg: DictConfig, device: torch.device) -> list[Timing]:
@@ -160,7 +124,8 @@ def print_report(
 @hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="bench")
 @user_errors
 def main(cfg: DictConfig) -> None:
-    device = device_from(cfg.device)
+    output_dir = start_run(cfg)
+    device = pick_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     console = Console(width=max(Console().width, 130))  # the table is wide; logs and CI have no terminal
@@ -179,7 +144,7 @@ def main(cfg: DictConfig) -> None:
             eq.append(t)
     name = device_name(device)
     print_report(console, name, timings, ratio, bound, eq, cfg.quick)
-    out = Path(cfg.paths.output_dir) / "bench.json"
+    out = output_dir / "bench.json"
     report: dict[str, Any] = {
         "device": name,
         "config": OmegaConf.to_container(cfg, resolve=True),

@@ -15,15 +15,19 @@ is synchronised only at the edges of a repeat, so the timing adds no sync to the
 
 from __future__ import annotations
 
+import contextlib
+import os
+import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
+from hydra import compose
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
@@ -31,7 +35,8 @@ from torchvision import datasets, transforms
 from encdec_pl.data import ensure_dataset
 from encdec_pl.models import EncDec
 from encdec_pl.runtime.callbacks.equilibrium import EquilibriumDetector
-from encdec_pl.runtime.config import construct
+from encdec_pl.runtime.callbacks.speed import FastStep
+from encdec_pl.runtime.config import build_trainer, construct
 
 
 @dataclass
@@ -51,6 +56,33 @@ class Timing:
     @property
     def median(self) -> float:
         return statistics.median(self.images_per_s) if self.images_per_s else float("nan")
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        )
+    return f"cpu: {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def train_config(cfg: DictConfig, batch_size: int, device: torch.device, *extra: str) -> DictConfig:
+    """The training config (conf/train.yaml) as `python -m encdec_pl.train` would compose it, plus overrides."""
+    accelerator = "gpu" if device.type == "cuda" else "cpu"
+    overrides = [
+        f"seed={cfg.seed}",
+        f"data.batch_size={batch_size}",
+        f"trainer.accelerator={accelerator}",
+        "trainer.devices=1",
+        *cfg.train_overrides,
+        *extra,
+    ]
+    return compose(config_name="train", overrides=overrides)
 
 
 def synchronize(device: torch.device) -> None:
@@ -164,20 +196,20 @@ class StepTimerCallback(L.Callback):
 
 
 def build_run(cfg: DictConfig, callbacks: Sequence[L.Callback], **trainer_args: Any) -> tuple[Any, Any, L.Trainer, Any]:
-    """Data module, model, Trainer and FastStep callback from a composed training config (as train.py builds them)."""
+    """Data module, model, Trainer and FastStep callback from a composed training config, built as train.py does."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = construct(cfg, "data")
     model = construct(cfg, "model", "loss")
-    speed = construct(cfg, "speed")
-    trainer = instantiate(
-        cfg.trainer,
-        callbacks=[speed, *callbacks],
+    trainer = build_trainer(
+        cfg,
+        callbacks,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         **trainer_args,
     )
+    speed = next(callback for callback in trainer.callbacks if isinstance(callback, FastStep))
     return datamodule, model, trainer, speed
 
 

@@ -16,7 +16,6 @@ import multiprocessing as mp
 import os
 import queue
 import time
-from pathlib import Path
 from typing import Any
 
 import hydra
@@ -26,13 +25,12 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from encdec_pl.bench.__main__ import device_from, device_name, train_config
-from encdec_pl.bench.loops import build_run
-from encdec_pl.runtime.cli import run_cli, user_errors
-from encdec_pl.runtime.config import CONFIG_PACKAGE, register_resolvers
+from encdec_pl.bench.loops import build_run, device_name, train_config
+from encdec_pl.runtime.cli import run_cli, start_run, user_errors
+from encdec_pl.runtime.config import CONFIG_PACKAGE
+from encdec_pl.runtime.devices import pick_device
 
 log = logging.getLogger(__name__)
-register_resolvers()
 
 
 class Window(L.Callback):
@@ -99,7 +97,8 @@ def measure(train_cfg: dict, jobs: int, warmup: int, steps: int, threads: int) -
 @hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="bench_packing")
 @user_errors
 def main(cfg: DictConfig) -> None:
-    device = device_from(cfg.device)
+    output_dir = start_run(cfg)
+    device = pick_device(cfg.device)
     train_cfg = OmegaConf.to_container(train_config(cfg, cfg.batch_size, device), resolve=True)
     cores = os.cpu_count() or 1
     rows = []
@@ -121,7 +120,7 @@ def main(cfg: DictConfig) -> None:
     best = max(rows, key=lambda r: r["aggregate_img_per_s"])
     console.print(f"device: {device_name(device)}")
     console.print(f"most images/s with {best['jobs']} job(s) per device: the sweep launcher's jobs-per-GPU setting")
-    out = Path(cfg.paths.output_dir) / "packing.json"
+    out = output_dir / "packing.json"
     out.write_text(
         json.dumps({"device": device_name(device), "rows": rows, "best_jobs": best["jobs"]}, indent=2) + "\n"
     )

@@ -27,11 +27,10 @@ from rich.table import Table
 from encdec_pl.data import MNISTDataModule
 from encdec_pl.errors import EncDecError
 from encdec_pl.models import EncDec
-from encdec_pl.runtime.cli import run_cli, user_errors
-from encdec_pl.runtime.config import CONFIG_PACKAGE, register_resolvers
+from encdec_pl.runtime.cli import run_cli, start_run, user_errors
+from encdec_pl.runtime.config import CONFIG_PACKAGE
 
 log = logging.getLogger(__name__)
-register_resolvers()
 
 METRICS = ("val/loss", "val/pull", "val/push", "val/fake", "val/latent_norm", "pixel_mse")
 
@@ -69,7 +68,7 @@ def summarise(values: list[float]) -> tuple[float, float]:
 @hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="bench_quality")
 @user_errors
 def main(cfg: DictConfig) -> None:
-    out = Path(cfg.paths.output_dir)
+    out = start_run(cfg)
     results: dict[str, dict[str, list[float]]] = {}
     for path, extra in cfg.paths_compared.items():
         for seed in cfg.seeds:

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from encdec_pl.errors import ConfigError
 from encdec_pl.models import EncDec
-from encdec_pl.runtime.cli import run_cli, user_errors
+from encdec_pl.runtime.cli import run_cli, start_run, user_errors
 from encdec_pl.runtime.config import CONFIG_PACKAGE
 
 VARIANTS = {  # name -> (bf16 autocast, channels-last)
@@ -63,6 +63,7 @@ def interleaved_steps(batch_size: int, rounds: int, warmup: int, clock: str) -> 
 @hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="bench_step")
 @user_errors
 def main(cfg: DictConfig) -> None:
+    start_run(cfg)
     if cfg.clock not in CLOCKS:
         raise ConfigError(f"clock={cfg.clock!r} is invalid: must be cpu or wall")
     if cfg.threads:

@@ -23,7 +23,7 @@ from lightning.pytorch.callbacks import RichProgressBar
 from torch import nn
 
 from encdec_pl.data import MNISTDataModule
-from encdec_pl.errors import CheckpointError, is_positive_int, require
+from encdec_pl.errors import CheckpointError, first_line, is_positive_int, require
 from encdec_pl.evaluation.metrics import accuracy
 
 log = logging.getLogger(__name__)
@@ -109,9 +109,8 @@ def load_classifier(path: Path, dataset: str) -> tuple[EvaluationClassifier, dic
         model.load_state_dict(saved["state_dict"])
         info = saved["info"]
     except (RuntimeError, EOFError, KeyError, TypeError, ValueError, OSError) as err:
-        first = (str(err).strip() or type(err).__name__).splitlines()[0]
         raise CheckpointError(
-            f"cannot read the evaluation classifier {path} ({first}); delete it and run "
+            f"cannot read the evaluation classifier {path} ({first_line(err)}); delete it and run "
             f"python -m encdec_pl.classifier data={dataset} classifier.path={path}"
         ) from err
     if info.get("dataset") != dataset:

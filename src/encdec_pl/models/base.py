@@ -18,7 +18,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
-from encdec_pl.errors import CheckpointError, is_number, is_positive_int, require
+from encdec_pl.errors import CheckpointError, first_line, is_number, is_positive_int, require
 from encdec_pl.losses import latent_norm
 from encdec_pl.models.checkpoints import check_checkpoint_fits, read_checkpoint
 from encdec_pl.networks.image import IMAGE_SHAPE, Decoder, Encoder
@@ -180,11 +180,11 @@ def _why_it_does_not_load(cls: type[BaseAutoencoder], path: Path, kwargs: dict, 
         try:
             model = cls(**settings)
         except TypeError as type_err:
-            return CheckpointError(f"{path} was not saved by {cls.__name__} ({_first_line(type_err)})")
+            return CheckpointError(f"{path} was not saved by {cls.__name__} ({first_line(type_err)})")
         check_checkpoint_fits(path, checkpoint, model)
     except CheckpointError as diagnosis:
         return diagnosis
-    return CheckpointError(f"cannot load checkpoint {path}: {_first_line(err)}")
+    return CheckpointError(f"cannot load checkpoint {path}: {first_line(err)}")
 
 
 def checkpoint_model_class(path: Path) -> type[BaseAutoencoder]:
@@ -192,7 +192,7 @@ def checkpoint_model_class(path: Path) -> type[BaseAutoencoder]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (RuntimeError, EOFError, ValueError, OSError) as err:
-        raise CheckpointError(f"cannot load checkpoint {path}: {_first_line(err)}") from err
+        raise CheckpointError(f"cannot load checkpoint {path}: {first_line(err)}") from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict)")
     # Checkpoints written before the entry existed all hold EncDec, the only model then.
@@ -205,8 +205,3 @@ def checkpoint_model_class(path: Path) -> type[BaseAutoencoder]:
     if not (isinstance(model_class, type) and issubclass(model_class, BaseAutoencoder)):
         raise CheckpointError(f"{path} holds a {name}, not an encdec-pl model")
     return model_class
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0]

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from encdec_pl.errors import CheckpointError
+from encdec_pl.errors import CheckpointError, first_line
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -39,7 +39,7 @@ def _why_unreadable(path: Path, err: Exception) -> str:
         return f"the file is truncated ({size} bytes, the archive's end is missing): was it fully written or copied?"
     if head != b"PK\x03\x04" and not head.startswith(b"\x80"):  # neither a zip archive nor a legacy pickle
         return "not a PyTorch checkpoint (torch.save) file"
-    return (str(err).strip() or type(err).__name__).splitlines()[0]
+    return first_line(err)
 
 
 def check_checkpoint_fits(

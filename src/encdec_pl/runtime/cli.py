@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
+import logging
 import os
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
+import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import (
     ConfigCompositionException,
@@ -26,11 +31,12 @@ from hydra.errors import (
 )
 from hydra.types import RunMode
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 from yaml import YAMLError
 
-from encdec_pl.errors import ConfigError, EncDecError
+from encdec_pl.errors import ConfigError, EncDecError, first_line, is_non_negative_int
+from encdec_pl.runtime.config import print_config_tree, register_resolvers
 
 # Marks that HYDRA_FULL_ERROR was set by this module (and inherited by child processes
 # such as DDP workers), not by the user asking for full tracebacks.
@@ -42,12 +48,83 @@ EXIT_RUNTIME_ERROR = 1  # data, checkpoint or run failure
 T = TypeVar("T")
 
 
-def run_cli(hydra_main: Callable[[], Any]) -> None:
+def prepare_process(launchers: Sequence[type] = ()) -> None:
+    """What a command does once per process, before Hydra composes its config; safe to call again.
+
+    Registers the configs' resolvers (${abspath:...}, ${new_dir:...}...) and the sweep `launchers`
+    (Hydra finds launchers by listing the `hydra_plugins` namespace package, which an editable
+    install's import hook cannot list), and silences messages nobody can act on.
+    """
+    register_resolvers()
+    if launchers:
+        from hydra.core.plugins import Plugins
+
+        for launcher in launchers:
+            Plugins.instance().register(launcher)
+    # Lightning's advert for its cloud logger at each Trainer start, and a deprecation inside
+    # Lightning's own use of torch's pytree.
+    lightning_info = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(getattr(f, "__name__", "") == "_no_litlogger" for f in lightning_info.filters):
+        lightning_info.addFilter(_no_litlogger)
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # conf/hydra/launcher/ray.yaml keeps the Ray plugin's option name, so Hydra checks it against the
+    # plugin's schema of that name (wanted: typos fail) and warns that such matching is deprecated.
+    warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/ray' is validated against ConfigStore schema")
+
+
+def _no_litlogger(record: logging.LogRecord) -> bool:
+    return "litlogger" not in record.getMessage()
+
+
+def start_run(cfg: DictConfig) -> Path:
+    """The start of every command's run: its folder, the seed, the resolved config saved; returns the folder.
+
+    Creates `paths.output_dir`; applies `extras.ignore_warnings`; seeds torch, numpy and Python with
+    `seed` where the config has one (seed=null draws one, recorded); saves the resolved config as
+    config.yaml and, with `extras.print_config`, prints the config tree (kept as config_tree.log).
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    extras = cfg.get("extras") or {}
+    if extras.get("ignore_warnings"):
+        warnings.filterwarnings("ignore")
+    if "seed" in cfg:
+        seed = cfg.seed
+        if seed is not None and not (is_non_negative_int(seed) and seed < 2**32):
+            raise ConfigError(f"seed={seed!r} is invalid: must be an integer in [0, 2**32 - 1], or null")
+        # seed=0 is a seed like any other; seed=null draws one, recorded in config.yaml.
+        with open_dict(cfg):
+            cfg.seed = L.seed_everything(seed, workers=True, verbose=False)
+    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+    if extras.get("print_config"):
+        print_config_tree(cfg, save_to=output_dir / "config_tree.log")
+    return output_dir
+
+
+def write_summary(
+    output_dir: Path, command: str, status: str, global_step: int | None, metrics: dict[str, Any], **details: Any
+) -> Path:
+    """`<output_dir>/metrics.json`, the one summary every command writes, in one schema:
+
+    {"command": "train" | "evaluate" | "classifier", "status": "completed" | "interrupted" | "diverged" | "failed",
+     "global_step": the model's training step (null where there is none), "metrics": {name: number},
+     ...what else that command records (evaluate: "reference", "checkpoint", "model"...)}.
+    Sweep reports (runtime.sweep.results), scripts/ and the tests read it.
+    """
+    summary = {"command": command, "status": status, "global_step": global_step, "metrics": metrics, **details}
+    path = output_dir / "metrics.json"
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    return path
+
+
+def run_cli(hydra_main: Callable[[], Any], launchers: Sequence[type] = ()) -> None:
     """Run a `@hydra.main` function, printing user errors as one line.
 
-    This catches what goes wrong before the run starts (composing the config);
+    Every command's `__main__` calls it: it prepares the process (`prepare_process`), then
+    catches what goes wrong before the run starts (composing the config);
     `@user_errors` on the task function catches what goes wrong inside it.
     """
+    prepare_process(launchers)
     user_wants_tracebacks = os.environ.get("HYDRA_FULL_ERROR") == "1" and not os.environ.get(_OWN_MARKER)
     if user_wants_tracebacks:
         hydra_main()
@@ -107,27 +184,22 @@ def _root_cause(err: BaseException) -> BaseException:
     return err
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def user_error_message(err: BaseException) -> str | None:
     """One line describing a user error, or None when `err` is a bug."""
     err = _root_cause(err)
     if isinstance(err, EncDecError):
-        return _first_line(err)
+        return first_line(err)
     if isinstance(err, MissingConfigException):
         return _missing_config_message(err)
     if isinstance(err, ConfigCompositionException):
         cause = err.__cause__
         if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and "not in struct" in str(cause):
             return _unknown_key_message(cause)
-        detail = f" ({_first_line(cause)})" if cause is not None else ""
-        return f"{_first_line(err)}{detail}"
+        detail = f" ({first_line(cause)})" if cause is not None else ""
+        return f"{first_line(err)}{detail}"
     if isinstance(err, OverrideParseException):
         override = getattr(err, "override", "")
-        detail = _first_line(err).removeprefix(f"Error parsing override '{override}'").strip() or "invalid syntax"
+        detail = first_line(err).removeprefix(f"Error parsing override '{override}'").strip() or "invalid syntax"
         return (
             f"cannot parse the override '{override}': {detail}" if override else f"cannot parse the override: {detail}"
         )
@@ -135,11 +207,11 @@ def user_error_message(err: BaseException) -> str | None:
         full_key = getattr(err, "full_key", None)
         if full_key and isinstance(err, ConfigAttributeError) and "not in struct" in str(err):
             return f"setting '{full_key}' is missing from the config (deleted with ~{full_key}?)"
-        return f"{full_key}: {_first_line(err)}" if full_key else _first_line(err)
+        return f"{full_key}: {first_line(err)}" if full_key else first_line(err)
     if isinstance(err, YAMLError):
         return f"invalid YAML in a config file: {' '.join(str(err).split())}"
     if isinstance(err, MisconfigurationException):
-        return _first_line(err)
+        return first_line(err)
     return None
 
 
@@ -165,4 +237,4 @@ def _missing_config_message(err: MissingConfigException) -> str:
         close = difflib.get_close_matches(option, options, n=1)
         hint = f" (did you mean {group}={close[0]}?)" if close else ""
         return f"{group}={option} is not an option{hint}; choose one of: {', '.join(sorted(options))}"
-    return _first_line(err)
+    return first_line(err)

@@ -6,7 +6,6 @@ import inspect
 import itertools
 import os
 import typing
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from encdec_pl.errors import ConfigError, InvalidArgument, is_non_negative_int, is_positive_int
+from encdec_pl.errors import ConfigError, InvalidArgument, first_line, is_positive_int
 
 CONFIG_PACKAGE = "pkg://encdec_pl.conf"  # found the same way from a checkout and from an installed wheel
-
-# conf/hydra/launcher/ray.yaml keeps the Ray plugin's option name, so Hydra checks it against the
-# plugin's schema of that name (wanted: typos fail) and warns that such matching is deprecated.
-warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/ray' is validated against ConfigStore schema")
 
 
 def _abspath(path: str) -> str:
@@ -119,7 +114,7 @@ def instantiate_setting(conf: DictConfig, key: str, **kwargs: Any) -> Any:
         cause = err.__cause__
         if isinstance(cause, InvalidArgument):
             raise ConfigError(f"{key}.{cause.name}={cause.value!r} is invalid: must be {cause.requirement}") from err
-        raise ConfigError(f"{key}: {_first_line(cause or err)}") from err
+        raise ConfigError(f"{key}: {first_line(cause or err)}") from err
 
 
 def construct(cfg: DictConfig, *groups: str) -> Any:
@@ -159,19 +154,25 @@ def build_callbacks(callbacks_cfg: DictConfig | None) -> list[L.Callback]:
     return callbacks
 
 
+def build_trainer(cfg: DictConfig, callbacks: Sequence[L.Callback], **trainer_args: Any) -> L.Trainer:
+    """The Trainer that `cfg.trainer` describes, with `callbacks` and then the speed callback (`cfg.speed`).
+
+    `trainer_args` override the config's (the benchmark turns logging and checkpoints off).
+    """
+    speed = [construct(cfg, "speed")] if cfg.get("speed") else []
+    return instantiate_setting(cfg.trainer, "trainer", callbacks=[*callbacks, *speed], **trainer_args)
+
+
 # Trainer arguments that Lightning divides by without checking them: 0 crashes mid-run with a ZeroDivisionError.
 POSITIVE_TRAINER_INTEGERS = ("log_every_n_steps", "accumulate_grad_batches", "check_val_every_n_epoch")
 
 
 def check_run_settings(cfg: DictConfig) -> None:
-    """Raise ConfigError for the settings Lightning does not check itself (a traceback later otherwise).
+    """Raise ConfigError for the Trainer settings Lightning does not check itself (a traceback later otherwise).
 
-    The seed (Lightning truncates 2.5 to 2 and raises ValueError for -3), the Trainer's integers
-    it divides by, and its flags typed `bool` (a string there fails deep inside torch).
+    Its integers it divides by, and its flags typed `bool` (a string there fails deep inside torch).
+    (The seed, which Lightning truncates (2.5 -> 2) or rejects with a ValueError, is checked by cli.start_run.)
     """
-    seed = cfg.seed
-    if seed is not None and not (is_non_negative_int(seed) and seed < 2**32):
-        raise ConfigError(f"seed={seed!r} is invalid: must be an integer in [0, 2**32 - 1], or null")
     trainer_cfg = cfg.trainer
     for name in POSITIVE_TRAINER_INTEGERS:
         value = trainer_cfg.get(name)
@@ -182,26 +183,6 @@ def check_run_settings(cfg: DictConfig) -> None:
         if hint in (bool, bool | None) and not isinstance(value, bool) and (value is not None or hint is bool):
             allowed = "true or false" if hint is bool else "true, false or null"
             raise ConfigError(f"trainer.{name}={value!r} is invalid: must be {allowed}")
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
-def register_launchers() -> None:
-    """Make the sweep launchers (conf/hydra/launcher) known to Hydra; safe to call more than once.
-
-    Hydra finds launchers by listing the `hydra_plugins` namespace package. That works for an
-    installed wheel but not for an editable install (`make install`), whose import hook cannot be
-    listed, so they are registered by hand as well.
-    """
-    from hydra.core.plugins import Plugins
-
-    from hydra_plugins.encdec_pl_launchers.launchers import RayLauncher, SlurmLauncher
-
-    for launcher in (RayLauncher, SlurmLauncher):
-        Plugins.instance().register(launcher)
 
 
 MAIN_GROUPS = ("data", "model", "loss", "trainer", "callbacks", "logger")

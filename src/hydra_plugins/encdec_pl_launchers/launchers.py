@@ -136,8 +136,10 @@ def _run_job_in_worker(**kwargs: Any) -> JobReturn:
     """
     from hydra_plugins.hydra_ray_launcher._launcher_util import _run_job
 
+    from encdec_pl.runtime.cli import prepare_process
     from encdec_pl.runtime.sweep.failures import portable_error
 
+    prepare_process()  # a fresh worker process: the job's config needs the resolvers
     result = _run_job(**kwargs)
     if result.status == JobStatus.FAILED:
         result.return_value = portable_error(result._return_value)
@@ -178,11 +180,11 @@ def _collect(pending: dict[Any, tuple[int, Sequence[str], DictConfig]]) -> dict[
 
 def _died(overrides: Sequence[str], sweep_config: DictConfig, err: Exception) -> JobReturn:
     """The result of a job that never returned: recorded in its folder as failed."""
-    from encdec_pl.errors import SweepError
+    from encdec_pl.errors import SweepError, first_line
     from encdec_pl.runtime.sweep.failures import record_failure
 
     job_dir = _job_dir(sweep_config)
-    error = SweepError(f"the job's process died before it finished (killed, or out of memory): {_first_line(err)}")
+    error = SweepError(f"the job's process died before it finished (killed, or out of memory): {first_line(err)}")
     record_failure(job_dir, error)
     overrides_file = job_dir / ".hydra" / "overrides.yaml"
     if not overrides_file.is_file():  # died before Hydra wrote it: the report still lists the job
@@ -212,11 +214,6 @@ def _interrupt(pending: dict[Any, tuple[int, Sequence[str], DictConfig]]) -> Non
         "Stopped. A started job keeps its folder (train.log, checkpoints/last.ckpt): resume it with its overrides "
         "plus ckpt_path=<job folder>/checkpoints/last.ckpt"
     )
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 class SlurmLauncher(submitit_launcher.SlurmLauncher):
@@ -255,6 +252,13 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
                 f"SLURM refused the sweep ({detail}); check hydra.launcher.partition and the limits"
             ) from err
 
+    def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:
+        """Run one job in its SLURM process, which composes the job's config: the resolvers first."""
+        from encdec_pl.runtime.cli import prepare_process
+
+        prepare_process()
+        return super().__call__(*args, **kwargs)
+
     def checkpoint(self, sweep_overrides: list[str], *args: Any, **kwargs: Any) -> Any:
         """The submission that replaces this job when SLURM requeues it (None: do not requeue)."""
         from hydra.core.hydra_config import HydraConfig
@@ -266,3 +270,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
             sweep_overrides = [o for o in sweep_overrides if not o.lstrip("+").startswith("ckpt_path=")]
             sweep_overrides.append("ckpt_path=last")
         return super().checkpoint(sweep_overrides, *args, **kwargs)
+
+
+# What `python -m encdec_pl.train` registers with Hydra (runtime.cli.prepare_process).
+LAUNCHERS = (RayLauncher, SlurmLauncher)

@@ -25,7 +25,8 @@ from typing import Any
 import lightning as L
 import torch
 
-from encdec_pl.errors import require
+from encdec_pl.errors import first_line, require
+from encdec_pl.runtime.devices import device_type_for
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +45,6 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
         return False
     flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
     return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def device_type_for(accelerator: str) -> str:
-    """The torch device type a Trainer with `accelerator` trains on ("cuda", "cpu", or another)."""
-    if accelerator in ("gpu", "cuda"):
-        return "cuda"
-    if accelerator == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(accelerator)
 
 
 def native_bf16(device_type: str) -> bool:
@@ -128,7 +120,7 @@ def compile_for_training(
             terms = compiled[0](x)
         except Exception as err:  # noqa: BLE001 - a compiler failure must not end the run: train eagerly
             compiled.clear()
-            log.warning("torch.compile failed (%s); training continues eagerly", str(err).strip().splitlines()[0][:200])
+            log.warning("torch.compile failed (%s); training continues eagerly", first_line(err)[:200])
             return compute_losses(x)
         # CUDA graphs (reduce-overhead) reuse their output memory at the next replay, but the
         # logged terms and the latent-norm window keep this step's values for later: clone

@@ -10,6 +10,7 @@ from __future__ import annotations
 import traceback
 from pathlib import Path
 
+from encdec_pl.errors import first_line
 from encdec_pl.runtime.cli import user_error_message
 
 ERROR_FILE = "error.txt"
@@ -20,8 +21,7 @@ def describe_error(err: BaseException) -> str:
     message = user_error_message(err)
     if message is not None:
         return message
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+    return f"{type(err).__name__}: {first_line(err)}" if str(err).strip() else type(err).__name__
 
 
 def portable_error(err: BaseException) -> BaseException:
