@@ -55,7 +55,9 @@ def test_readme_is_a_front_door() -> None:
                 reached.add(linked)
                 todo.append(linked)
     unlinked = [p.name for p in PAGES if p.resolve() not in reached]
-    assert not unlinked, f"docs pages no link from README.md leads to: {unlinked}; link them (README's Documentation table)"
+    assert not unlinked, (
+        f"docs pages no link from README.md leads to: {unlinked}; link them (README's Documentation table)"
+    )
 
 
 @pytest.mark.parametrize("document", DOCUMENTS, ids=_ids(DOCUMENTS))
@@ -137,7 +139,9 @@ def test_the_method_is_cited_inside_the_repository() -> None:
     old = "METHOD" + ".md"
     roots = ["src", "conf", "tests", "notebooks", "scripts", "docs"]
     files = [REPO_ROOT / "README.md", REPO_ROOT / "Makefile"]
-    files += [p for root in roots for p in (REPO_ROOT / root).rglob("*") if p.suffix in {".py", ".yaml", ".ipynb", ".md"}]
+    files += [
+        p for root in roots for p in (REPO_ROOT / root).rglob("*") if p.suffix in {".py", ".yaml", ".ipynb", ".md"}
+    ]
     citing = [str(p.relative_to(REPO_ROOT)) for p in files if p.is_file() and old in _read(p)]
     assert not citing, f"files citing {old} instead of docs/method.md: {citing}"
     assert (REPO_ROOT / "docs" / "method.md").is_file()
