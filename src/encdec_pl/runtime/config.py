@@ -53,15 +53,16 @@ def _new_dir(path: str) -> str:
 
 def register_resolvers() -> None:
     """Register the configs' resolvers (${abspath:...}, ${new_dir:...}, ${precision_for:...},
-    ${sweep_group:}, ${sweep_tags:...}); safe to call more than once."""
+    ${sweep_group:}, ${sweep_tags:...}, ${run_name:}); safe to call more than once."""
     from encdec_pl.runtime.callbacks.speed import precision_for  # imports Lightning: only when a config is composed
-    from encdec_pl.runtime.sweep.labels import sweep_group, sweep_tags
+    from encdec_pl.runtime.sweep.labels import run_name, sweep_group, sweep_tags
 
     for name, resolver in (
         ("abspath", _abspath),
         ("precision_for", precision_for),
         ("sweep_group", sweep_group),
         ("sweep_tags", sweep_tags),
+        ("run_name", run_name),
     ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)

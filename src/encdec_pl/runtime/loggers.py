@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from encdec_pl.errors import ConfigError
 from encdec_pl.runtime.config import instantiate_setting
+from encdec_pl.runtime.sweep.labels import job_overrides
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
@@ -61,9 +62,14 @@ def build_loggers(logger_cfg: DictConfig | None, wandb_run_id: str | None = None
 
 
 def log_config(loggers: list[Logger], cfg: DictConfig) -> None:
-    """Send the whole resolved run config (not only the model's arguments) to every logger."""
+    """Send the whole resolved run config (not only the model's arguments) to every logger.
+
+    Nested as composed (W&B shows `loss.fake_weight`, and groups and filters runs by it), plus
+    `overrides`: the run's command-line overrides that describe the experiment (`key=value`, as typed).
+    """
     config = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(config, dict)
+    config["overrides"] = job_overrides()
     for logger in loggers:
         logger.log_hyperparams(config)
 

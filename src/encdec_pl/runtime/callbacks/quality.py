@@ -13,10 +13,12 @@ from typing import Any
 import lightning as L
 import matplotlib
 import torch
+from torchvision.utils import make_grid
 
 from encdec_pl.errors import is_positive_int, require
 from encdec_pl.evaluation.classifier import load_classifier, require_classifier
 from encdec_pl.evaluation.scoring import Split, judge, score_model
+from encdec_pl.runtime.callbacks.reconstructions import log_image
 from encdec_pl.runtime.history import series
 
 matplotlib.use("Agg")  # files only: training machines have no display
@@ -37,6 +39,7 @@ class QualityMonitor(L.Callback):
     course of training.
     """
 
+    SAMPLE_GRID = 32  # samples shown in the logged grid `quality/samples`
     PLOTTED = ("label_preservation", "frechet/reconstructions", "frechet/samples", "probe/knn/codes")
 
     def __init__(
@@ -113,6 +116,9 @@ class QualityMonitor(L.Callback):
             pl_module, self.classifier, self.monitored, self.fit, self.num_samples, self.knn_k, self.seed, self.judged
         )
         metrics = {k: v for k, v in scores.metrics.items() if not k.startswith("accuracy/")}
+        if trainer.loggers and len(scores.samples):  # the samples scored, as a picture (W&B, TensorBoard)
+            grid = make_grid(scores.samples[: self.SAMPLE_GRID].float().cpu(), nrow=8, padding=2, pad_value=0.5)
+            log_image(trainer, "quality/samples", grid, caption=f"samples D(z), step {trainer.global_step}")
         norm = trainer.callback_metrics.get("train/latent_norm_avg")
         row = {"step": trainer.global_step, **metrics}
         if norm is not None:
