@@ -2,8 +2,10 @@
 
 Writes into <multirun folder>/report/ (or --out):
 - summary.md and summary.csv: one row per job with its status, overrides and final metrics
-  (failed jobs included, with the reason); the Markdown table shows the overrides that differ
-  between jobs and lists the shared ones above it, the CSV has every override;
+  (failed jobs included, with the reason), the latent-norm equilibrium right after the chosen
+  metric (equilibrium/step and /value; "not reached" where the detector never saw the norm settle);
+  the Markdown table shows the overrides that differ between jobs and lists the shared ones above
+  it, the CSV has every override;
 - heatmap.png: a chosen metric over loss.fake_weight x model.latent_dim (--metric, --x, --y);
 - latent_norm.png: every job's windowed latent norm against steps, overlaid.
 """
@@ -44,12 +46,24 @@ def sweep_metric(jobs: Sequence[JobResult]) -> str:
     return DEFAULT_METRIC
 
 
+EQUILIBRIUM_COLUMNS = ("equilibrium/step", "equilibrium/value", "equilibrium/reached")
+NOT_REACHED = "not reached"  # the equilibrium cells of a job whose detector never saw the latent norm settle
+
+
 def metric_columns(jobs: Sequence[JobResult], first: str) -> list[str]:
-    """Every metric any job logged: `first`, then validation, then training, then the rest."""
+    """Every metric any job logged: `first`, the equilibrium (step, value, reached), validation, training, the rest."""
     names = {name for job in jobs for name in job.metrics}
+    equilibrium = [n for n in EQUILIBRIUM_COLUMNS if n != first and n in names]
     order = {"val": 0, "train": 1}
-    rest = sorted(names - {first}, key=lambda n: (order.get(n.split("/")[0], 2), n))
-    return ([first] if first in names else []) + rest
+    rest = sorted(names - {first, *equilibrium}, key=lambda n: (order.get(n.split("/")[0], 2), n))
+    return ([first] if first in names else []) + equilibrium + rest
+
+
+def metric_cell(job: JobResult, metric: str) -> str:
+    """The table cell of one metric; the equilibrium step and value of a job that never reached it say so."""
+    if metric in EQUILIBRIUM_COLUMNS[:2] and metric not in job.metrics and job.metrics.get("equilibrium/reached") == 0:
+        return NOT_REACHED
+    return format_value(job.metrics.get(metric))
 
 
 def split_overrides(jobs: Sequence[JobResult]) -> tuple[list[str], dict[str, str]]:
@@ -100,7 +114,7 @@ def markdown_table(jobs: Sequence[JobResult], metrics: Sequence[str]) -> str:
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for job in jobs:
         cells = [job.name, job.status, *(job.overrides.get(k, "") for k in varying), format_value(job.global_step)]
-        cells += [format_value(job.metrics.get(m)) for m in metrics]
+        cells += [metric_cell(job, m) for m in metrics]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     failures = [job for job in jobs if job.error]
     if failures:

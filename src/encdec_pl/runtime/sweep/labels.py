@@ -18,7 +18,8 @@ RUN_NAME_LENGTH = 128  # W&B shows run names up to this length
 
 # Short names of the settings that runs are usually told apart by: loss.fake_weight=2
 # model.latent_dim=32 seed=0 names the run fw2-z32-seed0. Other settings appear as key=value
-# (their last part: trainer.max_steps=300 -> max_steps=300), a config group choice as its option (model=ae -> ae).
+# (their last part: trainer.max_steps=300 -> max_steps=300), a config group choice as its option (model=ae -> ae);
+# paths (values with a "/") and `tags` are left out.
 NAME_ABBREVIATIONS = {
     "loss.fake_weight": "fw",
     "model.latent_dim": "z",
@@ -92,7 +93,7 @@ def run_name_from(overrides: list[str], groups: Collection[str] = ()) -> str:
     for override in overrides:
         key, _, value = override.partition("=")
         key = key.lstrip("+~")
-        if key in NOT_IN_NAME or key.startswith("hydra."):
+        if key in NOT_IN_NAME or key.startswith("hydra.") or "/" in value:  # no labels, no paths
             continue
         value = _short_value(value)
         if key in NAME_ABBREVIATIONS:
