@@ -108,7 +108,7 @@ def test_sweep_runs_share_a_group_carry_their_overrides_and_always_say_whether_t
     runs = {run.setting("callbacks.equilibrium.tolerance"): run for run in read_logged_runs(sweep)}
     reached, never = runs[10], runs[1e-12]
     # Named by their overrides: the usual settings and group choices first, then the rest, no paths.
-    assert reached.name.startswith("fw2-quality-tolerance=10-") and never.name.startswith("fw2-quality-tolerance=1e-12-")
+    assert reached.name.startswith("fw2-quality-bs32-tolerance=10-") and "-tolerance=1e-12-" in never.name
     assert "/" not in reached.name
     assert "loss.fake_weight=2" in reached.config["overrides"]
     assert not any(o.startswith("data.root=") for o in reached.config["overrides"])  # paths are not settings
