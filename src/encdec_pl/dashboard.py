@@ -49,7 +49,8 @@ def save(cfg: DictConfig) -> str:
         workspace = build_workspace(entity, cfg.project, cfg.sweep, cfg.name).save()
     except (wandb.errors.Error, requests.exceptions.RequestException) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise WandbOffline(f"W&B did not save the workspace of {cfg.entity or 'your entity'}/{cfg.project}: {first}") from err
+        where = f"{cfg.entity or 'your entity'}/{cfg.project}"
+        raise WandbOffline(f"W&B did not save the workspace of {where}: {first}") from err
     print(f"W&B workspace: {workspace.url}")
     return workspace.url
 

@@ -35,7 +35,9 @@ QUALITY = (
     "quality/frechet/samples",
     "quality/probe/knn/codes",
 )
-EQUILIBRIUM_STEP, EQUILIBRIUM_VALUE, EQUILIBRIUM_REACHED = "equilibrium/step", "equilibrium/value", "equilibrium/reached"
+EQUILIBRIUM_STEP = "equilibrium/step"  # runtime.callbacks.EquilibriumDetector: first step of the calm stretch
+EQUILIBRIUM_VALUE = "equilibrium/value"  # the windowed latent norm when the rule was met
+EQUILIBRIUM_REACHED = "equilibrium/reached"  # 1 once reached, 0 until then
 MEDIA = ("val/reconstructions", "quality/samples")  # reconstruction grids (every validation), sample grids (quality)
 FAKE_WEIGHT, LATENT_DIM = "loss.fake_weight", "model.latent_dim"
 # Swept settings on the parallel-coordinates panel (hparams_search=ede_optuna searches these three).
@@ -49,7 +51,8 @@ def _layout(x: int, y: int, w: int = 8, h: int = 6) -> wr.Layout:
 
 
 def _line(title: str, y: list[str], x: int, y_pos: int, groupby: str | None = None, w: int = 8) -> wr.LinePlot:
-    """Metrics against trainer/global_step; with `groupby`, one line per value of that config key (mean, min-max band)."""
+    """Metrics against trainer/global_step; with `groupby`, one line per value of that config key
+    (the mean of its runs, with their min-max band)."""
     return wr.LinePlot(
         title=title,
         x=STEP,
@@ -121,8 +124,9 @@ def sweep_section() -> ws.Section:
         name="Sweep: settings vs equilibrium and final quality",
         is_open=True,
         panels=[
-            wr.ParallelCoordinatesPlot(title="Settings vs equilibrium and final quality", columns=columns,
-                                       layout=_layout(0, 0, 24, 8)),  # fmt: skip
+            wr.ParallelCoordinatesPlot(
+                title="Settings vs equilibrium and final quality", columns=columns, layout=_layout(0, 0, 24, 8)
+            ),
             wr.ScatterPlot(
                 title=f"Final quality/frechet/samples vs {EQUILIBRIUM_STEP}",
                 x=wr.SummaryMetric(EQUILIBRIUM_STEP),
@@ -144,10 +148,18 @@ def media_section() -> ws.Section:
         name="Reconstructions and samples",
         is_open=True,
         panels=[
-            wr.MediaBrowser(title="Validation images above their reconstructions", media_keys=[MEDIA[0]],
-                            gallery_axis="step", layout=_layout(0, 0, 12, 10)),  # fmt: skip
-            wr.MediaBrowser(title="Samples D(z) (callbacks=quality)", media_keys=[MEDIA[1]], gallery_axis="step",
-                            layout=_layout(12, 0, 12, 10)),  # fmt: skip
+            wr.MediaBrowser(
+                title="Validation images above their reconstructions",
+                media_keys=[MEDIA[0]],
+                gallery_axis="step",
+                layout=_layout(0, 0, 12, 10),
+            ),
+            wr.MediaBrowser(
+                title="Samples D(z) (callbacks=quality)",
+                media_keys=[MEDIA[1]],
+                gallery_axis="step",
+                layout=_layout(12, 0, 12, 10),
+            ),
         ],
     )
 
@@ -164,8 +176,12 @@ def build_workspace(entity: str, project: str, sweep: str | None = None, name: s
         runset_settings=ws.RunsetSettings(
             filters=filters,
             groupby=[expr.Config(FAKE_WEIGHT)],  # the run list (and run colours) grouped by fake_weight
-            pinned_columns=[f"config:{FAKE_WEIGHT}", f"config:{LATENT_DIM}", f"summary:{EQUILIBRIUM_STEP}",
-                            f"summary:{EQUILIBRIUM_VALUE}"],  # fmt: skip
+            pinned_columns=[
+                f"config:{FAKE_WEIGHT}",
+                f"config:{LATENT_DIM}",
+                f"summary:{EQUILIBRIUM_STEP}",
+                f"summary:{EQUILIBRIUM_VALUE}",
+            ],
         ),
     )
 

@@ -89,13 +89,14 @@ def read_logged_runs(folder: str | Path) -> list[LoggedRun]:
     files = sorted(folder.rglob("run-*.wandb")) if folder.is_dir() else []
     files = [f for f in files if f.parent.name != "latest-run" and "latest-run" not in f.parts]
     if not files:
-        raise EncDecError(f"no W&B run files (run-*.wandb) below {folder}: give a run or sweep folder that logged to W&B")
+        raise EncDecError(f"no W&B run files (run-*.wandb) below {folder}: give a run or sweep folder logged to W&B")
     runs = []
     for file in files:
         info = read_wandb_run(file)
         history = read_wandb_history(file)
-        runs.append(LoggedRun(find_wandb_run_file(file).parent, info["name"], info["group"], read_wandb_config(file),
-                              history))  # fmt: skip
+        runs.append(
+            LoggedRun(find_wandb_run_file(file).parent, info["name"], info["group"], read_wandb_config(file), history)
+        )
     return sorted(runs, key=lambda r: (r.group, r.name))
 
 
@@ -134,8 +135,10 @@ def _draw_line(ax: plt.Axes, panel: wr.LinePlot, runs: list[LoggedRun]) -> bool:
                     continue
                 common = sorted(set(curves[0][0]).intersection(*(set(c[0]) for c in curves[1:])))
                 values = [[dict(zip(*c, strict=True))[s] for c in curves] for s in common]
-                ax.plot(common, [sum(v) / len(v) for v in values], color=color,
-                        label=f"{key.rsplit('.', 1)[-1]}={_label(group[1])}" + (f" (n={len(curves)})" if len(curves) > 1 else ""))  # fmt: skip
+                label = f"{key.rsplit('.', 1)[-1]}={_label(group[1])}" + (
+                    f" (n={len(curves)})" if len(curves) > 1 else ""
+                )
+                ax.plot(common, [sum(v) / len(v) for v in values], color=color, label=label)
                 if len(curves) > 1:
                     ax.fill_between(common, [min(v) for v in values], [max(v) for v in values], color=color, alpha=0.2)
                 drawn = True
@@ -144,8 +147,8 @@ def _draw_line(ax: plt.Axes, panel: wr.LinePlot, runs: list[LoggedRun]) -> bool:
             for i, y in enumerate(panel.y):
                 steps, values = run.series(str(y), x)
                 if steps:
-                    ax.plot(steps, values, color=color, linestyle="-" if i == 0 else "--", linewidth=1.2 if i == 0 else 2,
-                            label=_short(run.name) if i == 0 else None)  # fmt: skip
+                    style = {"linestyle": "-", "linewidth": 1.2} if i == 0 else {"linestyle": "--", "linewidth": 2}
+                    ax.plot(steps, values, color=color, label=_short(run.name) if i == 0 else None, **style)
                     drawn = True
         ax.plot([], [], "k--", label=" / ".join(str(y) for y in panel.y[1:]))
     ax.set_xlabel(panel.title_x or x, fontsize=7)
@@ -185,6 +188,7 @@ def _draw_parallel(ax: plt.Axes, panel: wr.ParallelCoordinatesPlot, runs: list[L
         ranges.append((min(values), max(values)) if values else (0.0, 1.0))
     colour_by = [row[-1] for row in table]
     finite = [v for v in colour_by if _is_number(v)]
+    low_shade, high_shade = (min(finite), max(finite)) if finite else (0.0, 0.0)
     cmap = plt.get_cmap("viridis")
     drawn = False
     for row, shade in zip(table, colour_by, strict=True):
@@ -195,7 +199,8 @@ def _draw_parallel(ax: plt.Axes, panel: wr.ParallelCoordinatesPlot, runs: list[L
                 xs.append(j)
                 ys.append(0.5 if high == low else (value - low) / (high - low))
         if len(xs) > 1:
-            t = 0.5 if not _is_number(shade) or max(finite) == min(finite) else (shade - min(finite)) / (max(finite) - min(finite))
+            spread = high_shade - low_shade
+            t = (shade - low_shade) / spread if _is_number(shade) and spread > 0 else 0.5
             ax.plot(xs, ys, color=cmap(t * 0.9), marker="o", markersize=3)
             drawn = True
     ax.set_xticks(range(len(columns)), [getattr(c, "name", str(c)) for c in columns], fontsize=6, rotation=15)
@@ -222,8 +227,12 @@ def _draw_media(ax: plt.Axes, panel: wr.MediaBrowser, runs: list[LoggedRun]) -> 
         strip.paste(im, (left, 0))
         left += im.width + 8
     ax.imshow(strip)
-    ax.set_xticks([sum(im.width + 8 for im in images[:i]) + images[i].width / 2 for i in range(len(images))],
-                  [name for name, _ in found], fontsize=5, rotation=10)  # fmt: skip
+    ax.set_xticks(
+        [sum(im.width + 8 for im in images[:i]) + images[i].width / 2 for i in range(len(images))],
+        [name for name, _ in found],
+        fontsize=5,
+        rotation=10,
+    )
     ax.set_yticks([])
     ax.set_xlabel(f"{key}, last logged step", fontsize=7)
     return True
