@@ -22,6 +22,7 @@ from encdec_pl.runtime.cli import run_cli, start_run, user_errors, write_summary
 from encdec_pl.runtime.config import (
     CONFIG_PACKAGE,
     build_callbacks,
+    build_model,
     build_trainer,
     check_run_settings,
     config_key,
@@ -41,7 +42,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_run_settings(cfg)
     output_dir = start_run(cfg)
     datamodule = construct(cfg, "data")
-    model = construct(cfg, "model", "loss")
+    model = build_model(cfg, datamodule)
     callbacks = build_callbacks(cfg.get("callbacks"))
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, output_dir, Path(cfg.paths.runs_dir))
     checkpoint = read_checkpoint(ckpt_path) if ckpt_path else {}

@@ -36,7 +36,7 @@ from encdec_pl.data import ensure_dataset
 from encdec_pl.models import EncDec
 from encdec_pl.runtime.callbacks.equilibrium import EquilibriumDetector
 from encdec_pl.runtime.callbacks.speed import FastStep
-from encdec_pl.runtime.config import build_trainer, construct
+from encdec_pl.runtime.config import build_model, build_trainer, construct
 
 
 @dataclass
@@ -199,7 +199,7 @@ def build_run(cfg: DictConfig, callbacks: Sequence[L.Callback], **trainer_args: 
     """Data module, model, Trainer and FastStep callback from a composed training config, built as train.py does."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = construct(cfg, "data")
-    model = construct(cfg, "model", "loss")
+    model = build_model(cfg, datamodule)
     trainer = build_trainer(
         cfg,
         callbacks,

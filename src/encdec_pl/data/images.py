@@ -23,6 +23,7 @@ from torchvision.transforms import v2
 
 from encdec_pl.data.device_batches import DeviceBatches
 from encdec_pl.errors import DataError, is_non_negative_int, is_number, is_positive_int, require
+from encdec_pl.networks.image import IMAGE_SHAPE, ImageSpec
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,11 @@ class MNISTDataModule(L.LightningDataModule):
         self.val_set: ImageDataset | None = None
         self.test_set: ImageDataset | None = None
         self._files_checked = False
+
+    @property
+    def data_spec(self) -> ImageSpec:
+        """What the batches hold: (image (1, 28, 28) in [0, 1], label); the model builds its networks for it."""
+        return ImageSpec(IMAGE_SHAPE)
 
     def prepare_data(self) -> None:
         if not self._files_checked:

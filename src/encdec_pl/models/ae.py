@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
 from encdec_pl.errors import require
 from encdec_pl.models.base import BaseAutoencoder
+from encdec_pl.networks import DataSpec
 
 RECON_LOSSES = ("bce", "mse")
 
@@ -36,9 +39,10 @@ class Autoencoder(BaseAutoencoder):
         lr: float = 1e-4,
         latent_norm_window: int = 64,
         recon_loss: str = "bce",
+        data_spec: DataSpec | dict[str, Any] | None = None,
     ) -> None:
         require(recon_loss in RECON_LOSSES, "recon_loss", recon_loss, f"one of {sorted(RECON_LOSSES)}")
-        super().__init__(latent_dim, width, dropout, optimizer, lr, latent_norm_window)
+        super().__init__(latent_dim, width, dropout, optimizer, lr, latent_norm_window, data_spec)
         self.save_hyperparameters()
 
     def compute_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -1,6 +1,7 @@
 """What every autoencoder-like model in the project shares.
 
-This class builds the published encoder and decoder (models/networks.py), provides
+This class builds its encoder and decoder from what the data yields (`data_spec`: the
+published image networks, networks/image.py, unless the data module declares otherwise), provides
 the public API (`encode`, `decode`, `load_from_checkpoint`), the optimizer, and the
 logging of loss terms and the latent norm; a subclass implements `compute_losses`.
 EDE and the baselines (AE, VAE) thus share networks, optimizer and metric names,
@@ -10,6 +11,7 @@ which is what makes their curves and scores comparable.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from lightning.pytorch.loggers import WandbLogger
 from encdec_pl.errors import CheckpointError, first_line, is_number, is_positive_int, require
 from encdec_pl.losses import latent_norm
 from encdec_pl.models.checkpoints import check_checkpoint_fits, read_checkpoint
-from encdec_pl.networks.image import IMAGE_SHAPE, Decoder, Encoder
+from encdec_pl.networks import DataSpec, data_spec_from
 
 OPTIMIZERS = {"rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
@@ -48,12 +50,15 @@ class WindowMean:
 
 
 class BaseAutoencoder(L.LightningModule):
-    """Shared training loop for models with an encoder and a decoder over 28x28 images.
+    """Shared training loop for models with an encoder and a decoder, on any data that has a spec.
 
     Subclasses call `super().__init__(latent_dim, width, dropout, optimizer, lr,
-    latent_norm_window)`, then `self.save_hyperparameters()`, and implement
+    latent_norm_window, data_spec)`, then `self.save_hyperparameters()`, and implement
     `compute_losses(x)`, which returns a dict of scalar tensors holding at least
-    "loss" (what is minimised) and "latent_norm" (see `latent_norm_of`).
+    "loss" (what is minimised) and "latent_norm" (see `latent_norm_of`); the other
+    entries are the loss terms, logged as train/<term> and plotted. `data_spec` (what the
+    data module yields, `datamodule.data_spec`, or its dict form) picks the networks;
+    None: the published networks for 1x28x28 images.
     """
 
     # Encoder outputs per latent dimension: 1 for a code, 2 for a VAE's mean and log-variance.
@@ -67,6 +72,7 @@ class BaseAutoencoder(L.LightningModule):
         optimizer: str = "rmsprop",
         lr: float = 1e-4,
         latent_norm_window: int = 64,
+        data_spec: DataSpec | dict[str, Any] | None = None,
     ) -> None:
         require(is_positive_int(latent_dim), "latent_dim", latent_dim, "a positive integer")
         require(is_positive_int(width), "width", width, "a positive integer")
@@ -75,19 +81,30 @@ class BaseAutoencoder(L.LightningModule):
         require(is_number(lr) and lr > 0, "lr", lr, "> 0")
         require(is_positive_int(latent_norm_window), "latent_norm_window", latent_norm_window, "a positive integer")
         super().__init__()
-        self.encoder = Encoder(self.encoder_outputs_per_dim * latent_dim, width, dropout)
-        self.decoder = Decoder(latent_dim, width)
+        self.data_spec = data_spec_from(data_spec)
+        self.encoder, self.decoder = self.data_spec.networks(
+            self.encoder_outputs_per_dim * latent_dim, latent_dim, width, dropout
+        )
         self.latent_norm_avg = WindowMean(latent_norm_window)
+
+    def save_hyperparameters(self, *args: Any, frame: Any = None, **kwargs: Any) -> None:
+        """Lightning's, with `data_spec` kept as plain data (its dict form), whatever the constructor got:
+        hyperparameters travel in checkpoints, which load with weights_only=True, and to the loggers."""
+        super().save_hyperparameters(*args, frame=frame or inspect.currentframe().f_back, **kwargs)  # type: ignore[union-attr]
+        if "data_spec" in self.hparams:
+            self.hparams["data_spec"] = self.data_spec.as_dict()
 
     # ----- public API -------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (B, 1, 28, 28), float in [0, 1] -> codes (B, latent_dim)."""
-        if x.dim() != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE:
-            raise ValueError(f"encode expects images of shape (B, 1, 28, 28), got {tuple(x.shape)}")
+        """Data (B, *data_spec.shape) -> codes (B, latent_dim); for images (B, 1, 28, 28), float in [0, 1]."""
+        shape = tuple(self.data_spec.shape)
+        if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+            expected = ", ".join(["B", *map(str, shape)])
+            raise ValueError(f"encode expects {self.data_spec.noun} of shape ({expected}), got {tuple(x.shape)}")
         return self.encoder(x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Codes (B, latent_dim) -> images (B, 1, 28, 28) in [0, 1]."""
+        """Codes (B, latent_dim) -> data (B, *data_spec.shape); images (B, 1, 28, 28) in [0, 1]."""
         latent_dim = self.hparams["latent_dim"]
         if z.dim() != 2 or z.shape[1] != latent_dim:
             raise ValueError(f"decode expects codes of shape (B, {latent_dim}), got {tuple(z.shape)}")

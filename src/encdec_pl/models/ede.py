@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from encdec_pl.errors import is_number, require
 from encdec_pl.losses import EDELoss, latent_norm
 from encdec_pl.models.base import BaseAutoencoder
+from encdec_pl.networks import DataSpec
 
 
 class EncDec(BaseAutoencoder):
     """Encoder-decoder-encoder trained only by comparing codes (pull, push, fake).
 
     Defaults are the published settings: latent size 32, width 32, dropout 1/32,
-    RMSprop at 1e-4, margin 1 and fake weight 2 (docs/method.md).
+    RMSprop at 1e-4, and EDELoss's margin 1 and fake weight 2 (docs/method.md).
 
     >>> model = EncDec.load_from_checkpoint("outputs/train/.../checkpoints/last.ckpt")
     >>> z = model.encode(x)        # (B, 1, 28, 28) in [0, 1] -> (B, 32)
@@ -25,18 +28,19 @@ class EncDec(BaseAutoencoder):
         latent_dim: int = 32,
         width: int = 32,
         dropout: float = 1 / 32,
-        margin: float = 1.0,
-        pull_weight: float = 1.0,
-        push_weight: float = 1.0,
-        fake_weight: float = 2.0,
+        margin: float = EDELoss.margin,
+        pull_weight: float = EDELoss.pull_weight,
+        push_weight: float = EDELoss.push_weight,
+        fake_weight: float = EDELoss.fake_weight,
         optimizer: str = "rmsprop",
         lr: float = 1e-4,
         latent_norm_window: int = 64,
+        data_spec: DataSpec | dict[str, Any] | None = None,
     ) -> None:
         require(is_number(margin) and margin > 0, "margin", margin, "> 0")
         for name, weight in [("pull_weight", pull_weight), ("push_weight", push_weight), ("fake_weight", fake_weight)]:
             require(is_number(weight) and weight >= 0, name, weight, ">= 0")
-        super().__init__(latent_dim, width, dropout, optimizer, lr, latent_norm_window)
+        super().__init__(latent_dim, width, dropout, optimizer, lr, latent_norm_window, data_spec)
         self.save_hyperparameters()
         self.loss = EDELoss(margin, pull_weight, push_weight, fake_weight)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
 from encdec_pl.errors import is_number, require
 from encdec_pl.models.base import BaseAutoencoder
+from encdec_pl.networks import DataSpec
 
 # exp(log_var) overflows float32 near 88; these bounds never bind in a healthy run.
 _LOG_VAR_RANGE = (-30.0, 20.0)
@@ -33,9 +36,10 @@ class VAE(BaseAutoencoder):
         optimizer: str = "rmsprop",
         lr: float = 1e-4,
         latent_norm_window: int = 64,
+        data_spec: DataSpec | dict[str, Any] | None = None,
     ) -> None:
         require(is_number(kl_weight) and kl_weight >= 0, "kl_weight", kl_weight, ">= 0")
-        super().__init__(latent_dim, width, dropout, optimizer, lr, latent_norm_window)
+        super().__init__(latent_dim, width, dropout, optimizer, lr, latent_norm_window, data_spec)
         self.save_hyperparameters()
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,11 +8,34 @@ network's capacity too.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from encdec_pl.errors import InvalidArgument
+
 IMAGE_SHAPE = (1, 28, 28)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What an image data module yields: float images of `shape` (channels, height, width) in [0, 1]."""
+
+    shape: tuple[int, ...] = IMAGE_SHAPE
+    kind: ClassVar[str] = "image"
+    noun: ClassVar[str] = "images"  # what `encode` calls its inputs in errors
+
+    def networks(self, code_size: int, latent_dim: int, width: int, dropout: float) -> tuple[nn.Module, nn.Module]:
+        """The published encoder (`code_size` outputs) and decoder (from `latent_dim`)."""
+        if tuple(self.shape) != IMAGE_SHAPE:
+            raise InvalidArgument("data_spec", self.as_dict(), "images of shape [1, 28, 28] (the published networks)")
+        return Encoder(code_size, width, dropout), Decoder(latent_dim, width)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "shape": list(self.shape)}
 
 
 def _conv(in_channels: int, out_channels: int) -> nn.Module:

@@ -118,15 +118,18 @@ def instantiate_setting(conf: DictConfig, key: str, **kwargs: Any) -> Any:
         raise ConfigError(f"{key}: {first_line(cause or err)}") from err
 
 
-def construct(cfg: DictConfig, *groups: str) -> Any:
+def construct(cfg: DictConfig, *groups: str, **given: Any) -> Any:
     """Build the object that config group(s) describe: `_target_` called with every other key.
 
     EncDec takes its arguments from two groups (`model`, `loss`); a bad value, an unknown
     key (`+model.foo=1`) or a bad `_target_` is reported under the key the user typed.
+    `given` are settings that come from the run rather than from the user, and replace the
+    config's (the model's `data_spec`, declared by the data module).
     """
     settings: dict[str, Any] = {}
     for group in groups:
         settings.update(OmegaConf.to_container(cfg[group], resolve=True))  # type: ignore[arg-type]
+    settings.update(given)
     cls = import_target(settings.pop("_target_", None), groups[0])
     # model=ae loss=ede: EDE's loss settings mean nothing to the autoencoder
     hint = " (each model selects its own loss group: leave loss= out, or pick the matching one, e.g. loss=ae)"
@@ -142,6 +145,11 @@ def construct(cfg: DictConfig, *groups: str) -> Any:
 def config_key(cfg: DictConfig, name: str, groups: tuple[str, ...]) -> str:
     """The key a constructor argument is set by: latent_dim -> model.latent_dim."""
     return f"{next((g for g in groups if name in cfg[g]), groups[0])}.{name}"
+
+
+def build_model(cfg: DictConfig, datamodule: Any) -> Any:
+    """The model that the `model` and `loss` groups describe, with networks for what `datamodule` yields."""
+    return construct(cfg, "model", "loss", data_spec=datamodule.data_spec.as_dict())
 
 
 def build_callbacks(callbacks_cfg: DictConfig | None) -> list[L.Callback]:
