@@ -24,14 +24,12 @@ from pathlib import Path
 from logged_runs import completed, run  # scripts/: the script's own folder is on sys.path
 
 DATASETS = ("mnist", "fashion_mnist")
-# name in the table -> overrides selecting it
-MODELS = {
-    "EDE fw=0": ["model=ede", "loss.fake_weight=0"],
-    "EDE fw=1": ["model=ede", "loss.fake_weight=1"],
-    "EDE fw=2": ["model=ede", "loss.fake_weight=2"],
-    "EDE fw=4": ["model=ede", "loss.fake_weight=4"],
-    "AE": ["model=ae"],
-    "VAE": ["model=vae"],
+# name in the table -> overrides selecting it: EDE at four fake weights, then every other model in conf/model
+MODELS = {f"EDE fw={weight}": ["model=ede", f"loss.fake_weight={weight}"] for weight in (0, 1, 2, 4)}
+MODELS |= {
+    option.upper(): [f"model={option}"]
+    for option in sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "model").glob("*.yaml"))
+    if option != "ede"
 }
 # (key in evaluation metrics.json, column title, digits)
 COLUMNS = [

@@ -11,7 +11,7 @@ import torch
 
 from encdec_pl.errors import ConfigError, InvalidArgument
 from encdec_pl.losses import latent_norm
-from encdec_pl.models import VAE, Autoencoder, BaseAutoencoder, EncDec
+from encdec_pl.models import VAE, Autoencoder, BaseAutoencoder, EncDec, model_classes
 from encdec_pl.runtime.config import construct
 
 from .conftest import compose_config
@@ -94,7 +94,7 @@ def test_recon_loss_is_checked() -> None:
         Autoencoder(recon_loss="l1")
 
 
-@pytest.mark.parametrize("model_class", [Autoencoder, VAE, EncDec])
+@pytest.mark.parametrize("model_class", model_classes(), ids=lambda m: m.__name__)
 def test_every_model_logs_the_same_latent_norm(model_class: type[BaseAutoencoder]) -> None:
     # docs/method.md's definition on the codes `encode` returns: 0.5 * (mean E(x)^2 + mean E(D(E(x)))^2)
     torch.manual_seed(0)
@@ -139,7 +139,7 @@ def test_a_loss_that_does_not_fit_the_model_is_a_config_error(tmp_path: Path) ->
         construct(cfg, "model", "loss")
 
 
-@pytest.mark.parametrize("model_class", [Autoencoder, VAE, EncDec])
+@pytest.mark.parametrize("model_class", model_classes(), ids=lambda m: m.__name__)
 def test_base_class_loads_whichever_model_a_checkpoint_holds(model_class: type, tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = model_class(latent_dim=6, width=8).eval()

@@ -10,6 +10,7 @@ import torch
 from encdec_pl.data import MNISTDataModule
 from encdec_pl.evaluation.metrics import (
     accuracy,
+    active_dimensions,
     fit_gaussian,
     frechet_distance,
     knn_accuracy,
@@ -22,6 +23,17 @@ from encdec_pl.evaluation.scoring import Split
 
 def gaussian(n: int, dim: int, seed: int, scale: float = 1.0) -> torch.Tensor:
     return scale * torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
+
+
+def test_active_dimensions_counts_the_dimensions_the_codes_vary_along() -> None:
+    torch.manual_seed(0)
+    codes = torch.randn(500, 8)
+    assert active_dimensions(codes) == 1.0  # every dimension varies as much as the others
+    codes[:, 2:] *= 1e-3  # variance 1e-6 of the largest: collapsed
+    assert active_dimensions(codes) == pytest.approx(2 / 8)
+    assert active_dimensions(torch.ones(10, 4)) == 0.0
+    with pytest.raises(ValueError, match="codes"):
+        active_dimensions(torch.randn(1, 4))
 
 
 def test_frechet_distance_of_identical_sets_is_zero() -> None:

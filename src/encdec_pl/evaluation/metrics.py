@@ -8,6 +8,7 @@
 - `logistic_regression_accuracy`, `knn_accuracy`: linear and nearest-neighbour probes,
   fit on one set of features and scored on another.
 - `fit_gaussian`, `sample_gaussian`: the Gaussian fitted to training codes that samples are drawn from.
+- `active_dimensions`: the share of latent dimensions a set of codes uses.
 """
 
 from __future__ import annotations
@@ -53,6 +54,17 @@ def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> floa
     trace_sqrt = torch.linalg.eigvalsh((cross + cross.T) / 2).clamp_min(0).sqrt().sum()
     distance = (mean_a - mean_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * trace_sqrt
     return max(float(distance), 0.0)  # rounding can leave -1e-12 for identical sets
+
+
+def active_dimensions(codes: torch.Tensor, threshold: float = 0.01) -> float:
+    """Share of the latent dimensions in use: those whose variance over the codes (N, D) is at least
+    `threshold` times the largest dimension's variance. 1 when every dimension varies about as much as
+    the most varied one; 1/D when the codes vary along a single dimension; 0 for identical codes."""
+    variances = _float64_2d(codes, "codes").var(dim=0)
+    largest = variances.max()
+    if largest <= 0:
+        return 0.0
+    return float((variances >= threshold * largest).double().mean())
 
 
 def accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> float:

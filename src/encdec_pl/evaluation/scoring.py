@@ -15,6 +15,7 @@ import torch
 
 from encdec_pl.evaluation.classifier import EvaluationClassifier
 from encdec_pl.evaluation.metrics import (
+    active_dimensions,
     fit_gaussian,
     frechet_distance,
     knn_accuracy,
@@ -133,6 +134,7 @@ def score_model(
         # spread rather than offset: the per-dimension variance of the codes, averaged over dimensions.
         "latent_norm": float(latent_norm(test_codes, reencoded)),
         "code_variance": float(test_codes.var(dim=0).mean()),
+        "active_dims": active_dimensions(test_codes),
     }
     return Scores(metrics, reconstructions, samples, test_codes)
 

@@ -19,6 +19,13 @@ matplotlib.use("Agg")  # files only: training machines have no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def plotted_terms(rows: list[dict[str, float]]) -> list[str]:
+    """The loss terms among logged training rows: every logged name but the step and the latent norm, "loss" first."""
+    names = dict.fromkeys(key for row in rows for key in row)
+    terms = [key for key in names if key not in ("step", "latent_norm", "latent_norm_avg")]
+    return sorted(terms, key=lambda key: key != "loss")
+
+
 class LatentNormPlot(L.Callback):
     """Keep the logged training scalars and plot latent norm and loss terms against steps.
 
@@ -52,10 +59,8 @@ class LatentNormPlot(L.Callback):
         top.plot(*series(self.rows, "latent_norm", "step"), color="tab:blue", alpha=0.3, label="per step")
         top.plot(*series(self.rows, "latent_norm_avg", "step"), color="tab:blue", label="window mean")
         top.set_ylabel("latent norm")
-        for key in ("loss", "pull", "push", "fake", "recon", "kl"):
-            steps, values = series(self.rows, key, "step")
-            if steps:
-                bottom.plot(steps, values, label=key)
+        for key in plotted_terms(self.rows):
+            bottom.plot(*series(self.rows, key, "step"), label=key)
         bottom.set_xlabel("step")
         bottom.set_ylabel("training loss terms")
         for ax in (top, bottom):
