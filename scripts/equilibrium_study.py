@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from logged_runs import completed, run  # noqa: E402 - scripts/: the script's own folder is on sys.path
 
 from encdec_pl.evaluation.equilibrium import EquilibriumRule, find_equilibrium  # noqa: E402
-from encdec_pl.runtime.history import read_csv_history, series  # noqa: E402
+from encdec_pl.runtime.history import measurements, read_csv_history, series  # noqa: E402
 
 QUALITY = [  # (logged key, label, higher is better)
     ("quality/label_preservation", "label preservation", True),
@@ -82,7 +82,7 @@ def analyse_main(rows: list[dict], rule: EquilibriumRule) -> dict:
         result["latent_norm_at_equilibrium"] = nearest(steps, norms, eq_step)
     result["latent_norm_at_end"] = mean(norms[-20:])
     for key, _, higher_better in QUALITY:
-        q_steps, q_values = series(rows, key)
+        q_steps, q_values = measurements(rows, key)
         if not q_steps:
             continue
         start, end = q_values[0], q_values[-1]
@@ -101,8 +101,8 @@ def analyse_margins(runs: dict[float, list[dict]]) -> dict:
     out = {}
     for margin, rows in sorted(runs.items()):
         _, norms = series(rows, "train/latent_norm_avg")
-        _, variances = series(rows, "quality/code_variance")
-        _, test_norms = series(rows, "quality/latent_norm")
+        _, variances = measurements(rows, "quality/code_variance")
+        _, test_norms = measurements(rows, "quality/latent_norm")
         out[f"{margin:g}"] = {
             "margin": margin,
             "push_hinge_variance": margin**2 / 2,  # per-dim variance at which random pairs sit `margin` apart
@@ -121,7 +121,7 @@ def plot_main(rows: list[dict], result: dict, path: Path) -> None:
     axes[0].set_ylabel("latent norm\n(64-step mean)", fontsize=8)
     for key, label, _ in QUALITY:
         ax = axes[1 + [q[0] for q in QUALITY].index(key)]
-        ax.plot(*series(rows, key), marker=".", color="tab:green")
+        ax.plot(*measurements(rows, key), marker="o", markersize=3, linewidth=0.6, color="tab:green")
         ax.set_ylabel(label.replace(", ", ",\n"), fontsize=8)
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -141,7 +141,7 @@ def plot_margins(runs: dict[float, list[dict]], path: Path) -> None:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 6), sharex=True)
     for margin, rows in sorted(runs.items()):
         (line,) = top.plot(*series(rows, "train/latent_norm_avg"), label=f"margin {margin:g}")
-        bottom.plot(*series(rows, "quality/code_variance"), marker=".", color=line.get_color())
+        bottom.plot(*measurements(rows, "quality/code_variance"), marker="o", markersize=3, color=line.get_color())
         bottom.axhline(margin**2 / 2, color=line.get_color(), linestyle=":", linewidth=1)
     top.set_ylabel("latent norm (64-step mean)", fontsize=8)
     top.set_yscale("log")

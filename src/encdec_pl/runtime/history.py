@@ -152,3 +152,14 @@ def series(rows: list[dict[str, Any]], key: str, step_key: str = "trainer/global
     # CSVLogger names the step column "step"; W&B rows from Lightning carry trainer/global_step.
     pairs = [(r.get(step_key, r.get("step")), r[key]) for r in rows if key in r]
     return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def measurements(rows: list[dict[str, Any]], key: str, step_key: str = "trainer/global_step") -> tuple[list, list]:
+    """(steps, values) of a metric measured now and then (quality/...), each measurement once, at its step.
+
+    Runs logged before the quality callback wrote its measurements directly carry the last value
+    again at every logging step until the next measurement; such a repeat is left out.
+    """
+    steps, values = series(rows, key, step_key)
+    kept = [i for i, value in enumerate(values) if i == 0 or value != values[i - 1]]
+    return [steps[i] for i in kept], [values[i] for i in kept]

@@ -77,13 +77,10 @@ class QualityMonitor(L.Callback):
         self._ready = True
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # The starting point, before any step; written to the loggers directly because
-        # Lightning takes self.log only inside the step loop. Not repeated on resuming.
+        # The starting point, before any step. Not repeated on resuming.
         # Under DDP only rank 0 measures (every rank holds the same weights).
         if not self.rows and trainer.is_global_zero:
-            metrics = self.measure(trainer, pl_module)
-            for logger in trainer.loggers:
-                logger.log_metrics({f"quality/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
+            self.publish(trainer, self.measure(trainer, pl_module))
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         step = trainer.global_step
@@ -93,18 +90,24 @@ class QualityMonitor(L.Callback):
             or (self.rows and self.rows[-1]["step"] == step)
         ):
             return  # (the same step twice: gradient accumulation)
-        metrics = self.measure(trainer, pl_module)
-        # Through self.log, so the values also reach callback_metrics (metrics.json, sweepers);
-        # the loggers get them at Lightning's logging steps: keep every_n_steps a multiple of
-        # trainer.log_every_n_steps.
-        pl_module.log_dict({f"quality/{k}": v for k, v in metrics.items()}, on_step=True, on_epoch=False)
+        self.publish(trainer, self.measure(trainer, pl_module))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # The final state as well, so that a run's last quality figures (metrics.json, the value a
         # hyperparameter search optimises) describe the model it saved, whatever every_n_steps is.
         if not trainer.is_global_zero or (self.rows and self.rows[-1]["step"] == trainer.global_step):
             return
-        values = {f"quality/{k}": v for k, v in self.measure(trainer, pl_module).items()}
+        self.publish(trainer, self.measure(trainer, pl_module))
+
+    @staticmethod
+    def publish(trainer: L.Trainer, metrics: dict[str, float]) -> None:
+        """Each measurement once, at the step it was made: written to the loggers directly, and kept
+        in callback_metrics (metrics.json, the value a hyperparameter search optimises).
+
+        Not through self.log: Lightning would send the last value again at every logging step
+        until the next measurement, and every chart of it would be a staircase.
+        """
+        values = {f"quality/{k}": v for k, v in metrics.items()}
         for logger in trainer.loggers:
             logger.log_metrics(values, step=trainer.global_step)
         trainer.callback_metrics.update({k: torch.tensor(v) for k, v in values.items()})
@@ -132,7 +135,8 @@ class QualityMonitor(L.Callback):
             return
         fig, axes = plt.subplots(len(self.PLOTTED) + 1, 1, figsize=(7, 2 * (len(self.PLOTTED) + 1)), sharex=True)
         for ax, key in zip(axes, ("latent_norm_avg", *self.PLOTTED), strict=True):
-            ax.plot(*series(self.rows, key, "step"), marker=".")
+            # Each measurement a point at its step (the thin line only guides the eye).
+            ax.plot(*series(self.rows, key, "step"), marker="o", markersize=3, linewidth=0.6, alpha=0.8)
             ax.set_ylabel(key.replace("/", "\n"), fontsize=8)
             ax.grid(alpha=0.3)
         axes[-1].set_xlabel("step")
