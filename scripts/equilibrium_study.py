@@ -29,7 +29,7 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from logged_runs import completed, run  # noqa: E402 - scripts/: the script's own folder is on sys.path
+from logged_runs import run, train_resumably  # noqa: E402 - scripts/: the script's own folder is on sys.path
 
 from encdec_pl.evaluation.equilibrium import EquilibriumRule, find_equilibrium  # noqa: E402
 from encdec_pl.runtime.history import measurements, read_csv_history, series  # noqa: E402
@@ -47,26 +47,14 @@ def margin_name(margin: float) -> str:
 
 
 def train(run_dir: Path, margin: float, epochs: int, every: int, extra: list[str]) -> None:
-    if completed(run_dir):
-        return
-    last = run_dir / "checkpoints" / "last.ckpt"
-    command = [
-        sys.executable, "-m", "encdec_pl.train",
-        f"hydra.run.dir={run_dir}",
+    overrides = [
         "callbacks=quality",
         f"callbacks.quality.every_n_steps={every}",
         f"loss.margin={margin}",
         f"trainer.max_epochs={epochs}",
-        "seed=0",
-        "logger=csv",
-        "data.num_workers=0",  # one core per run (see PROTOCOL.md)
-        "extras.print_config=false",
         "tags=[equilibrium_study]",
-        *([f"ckpt_path={last}"] if last.is_file() else []),
-        *extra,
-    ]  # fmt: skip
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run(command, run_dir / "study_train.log")
+    ]
+    train_resumably(run_dir, overrides, extra, "study_train.log")
 
 
 def nearest(steps: list[int], values: list[float], step: int) -> float:

@@ -1,5 +1,5 @@
 """Helpers shared by the long-running scripts: run one CLI command with its output in a log file,
-and tell whether a training run in a folder has already completed (so a script can resume)."""
+tell whether a training run in a folder has already completed, and train one that has not (resuming)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,27 @@ def run(command: list[str], log: Path) -> None:
     print(f"  ({time.time() - start:.0f} s, exit {result.returncode}, log {log})", flush=True)
     if result.returncode != 0:
         sys.exit(f"error: a run failed (exit {result.returncode}); see {log}")
+
+
+def train_resumably(run_dir: Path, overrides: list[str], extra: list[str], log_name: str) -> None:
+    """`python -m encdec_pl.train` into `run_dir` (seed 0, CSV log, one core) with `overrides`, then
+    `extra` (the script's command line); skipped when it completed, resumed from its last.ckpt when it started."""
+    if completed(run_dir):
+        return
+    last = run_dir / "checkpoints" / "last.ckpt"
+    command = [
+        sys.executable, "-m", "encdec_pl.train",
+        f"hydra.run.dir={run_dir}",
+        *overrides,
+        "seed=0",
+        "logger=csv",
+        "data.num_workers=0",  # one core per run (see PROTOCOL.md); rotation costs little
+        "extras.print_config=false",
+        *([f"ckpt_path={last}"] if last.is_file() else []),
+        *extra,
+    ]  # fmt: skip
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run(command, run_dir / log_name)
 
 
 def completed(run_dir: Path) -> bool:

@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from logged_runs import completed, run  # scripts/: the script's own folder is on sys.path
+from logged_runs import run, train_resumably  # scripts/: the script's own folder is on sys.path
 
 DATASETS = ("mnist", "fashion_mnist")
 # name in the table -> overrides selecting it: EDE at four fake weights, then every other model in conf/model
@@ -47,25 +47,8 @@ def folder_name(model: str) -> str:
 
 
 def train(run_dir: Path, dataset: str, overrides: list[str], epochs: int, extra: list[str]) -> None:
-    if completed(run_dir):
-        return
-    last = run_dir / "checkpoints" / "last.ckpt"
-    command = [
-        sys.executable, "-m", "encdec_pl.train",
-        f"hydra.run.dir={run_dir}",
-        f"data={dataset}",
-        *overrides,
-        f"trainer.max_epochs={epochs}",
-        "seed=0",
-        "logger=csv",
-        "data.num_workers=0",  # one core per run (see PROTOCOL.md); rotation costs little
-        "extras.print_config=false",
-        "tags=[results_table]",
-        *([f"ckpt_path={last}"] if last.is_file() else []),
-        *extra,
-    ]  # fmt: skip
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run(command, run_dir / "table_train.log")
+    settings = [f"data={dataset}", *overrides, f"trainer.max_epochs={epochs}", "tags=[results_table]"]
+    train_resumably(run_dir, settings, extra, "table_train.log")
 
 
 def evaluate(run_dir: Path, dataset: str, extra_eval: list[str]) -> dict:
