@@ -14,11 +14,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from encdec_pl.runtime.cli import run_cli, user_errors
-from encdec_pl.runtime.config import CONFIG_PACKAGE, _abspath, register_resolvers
+from encdec_pl.errors import first_line
+from encdec_pl.runtime.cli import run_cli, start_run, user_errors
+from encdec_pl.runtime.config import CONFIG_PACKAGE, _abspath
 from encdec_pl.runtime.dashboard import WandbOffline, build_workspace, require_online
-
-register_resolvers()
 
 
 def preview(cfg: DictConfig) -> list[Path]:
@@ -48,9 +47,8 @@ def save(cfg: DictConfig) -> str:
         entity = cfg.entity or wandb.Api(timeout=15).default_entity
         workspace = build_workspace(entity, cfg.project, cfg.sweep, cfg.name).save()
     except (wandb.errors.Error, requests.exceptions.RequestException) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         where = f"{cfg.entity or 'your entity'}/{cfg.project}"
-        raise WandbOffline(f"W&B did not save the workspace of {where}: {first}") from err
+        raise WandbOffline(f"W&B did not save the workspace of {where}: {first_line(err)}") from err
     print(f"W&B workspace: {workspace.url}")
     return workspace.url
 
@@ -58,6 +56,7 @@ def save(cfg: DictConfig) -> str:
 @hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="dashboard")
 @user_errors
 def main(cfg: DictConfig) -> None:
+    start_run(cfg)
     if cfg.preview:
         preview(cfg)
     else:
