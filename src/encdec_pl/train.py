@@ -42,12 +42,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_run_settings(cfg)
     output_dir = start_run(cfg)
     datamodule = construct(cfg, "data")
-    model = build_model(cfg, datamodule)
+    # A table declares its encoding (model_inputs), from which the tabular models are built;
+    # other data declare a data_spec (build_model).
+    declared = datamodule.model_inputs() if hasattr(datamodule, "model_inputs") else None
+    model = construct(cfg, "model", "loss", declared=declared) if declared else build_model(cfg, datamodule)
     callbacks = build_callbacks(cfg.get("callbacks"))
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, output_dir, Path(cfg.paths.runs_dir))
     checkpoint = read_checkpoint(ckpt_path) if ckpt_path else {}
     if ckpt_path:
-        check_checkpoint_fits(ckpt_path, checkpoint, model, lambda name: config_key(cfg, name, ("model", "loss")))
+        groups = ("model", "loss", "network") if declared else ("model", "loss")
+        check_checkpoint_fits(ckpt_path, checkpoint, model, lambda name: config_key(cfg, name, groups))
     resumed_run_id = checkpoint.get("wandb_run_id")
     loggers = build_loggers(cfg.get("logger"), wandb_run_id=resumed_run_id)  # W&B starts lazily, below
     datamodule.prepare_data()  # missing or damaged files stop the run here, before anything starts

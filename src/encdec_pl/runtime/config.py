@@ -118,19 +118,32 @@ def instantiate_setting(conf: DictConfig, key: str, **kwargs: Any) -> Any:
         raise ConfigError(f"{key}: {first_line(cause or err)}") from err
 
 
-def construct(cfg: DictConfig, *groups: str, **given: Any) -> Any:
+def construct(cfg: DictConfig, *groups: str, declared: dict[str, Any] | None = None, **given: Any) -> Any:
     """Build the object that config group(s) describe: `_target_` called with every other key.
 
     EncDec takes its arguments from two groups (`model`, `loss`); a bad value, an unknown
     key (`+model.foo=1`) or a bad `_target_` is reported under the key the user typed.
     `given` are settings that come from the run rather than from the user, and replace the
-    config's (the model's `data_spec`, declared by the data module).
+    config's (the model's `data_spec`, declared by the data module). `declared`: a table's
+    encoding (`model_inputs()` of the Adult data module); the model is then built in its
+    tabular form (encdec_pl.models.tabular), with the `network` group's settings.
     """
     settings: dict[str, Any] = {}
+    if declared:
+        groups = (*groups, "network")
     for group in groups:
         settings.update(OmegaConf.to_container(cfg[group], resolve=True))  # type: ignore[arg-type]
     settings.update(given)
     cls = import_target(settings.pop("_target_", None), groups[0])
+    if declared:
+        from encdec_pl.models.tabular import tabular_variant
+
+        try:
+            cls = tabular_variant(cls)
+        except ValueError as err:
+            raise ConfigError(f"{groups[0]}._target_: {err}") from err
+        settings.pop("data_spec", None)  # the tabular models build their networks from `table`
+        settings.update(declared)
     # model=ae loss=ede: EDE's loss settings mean nothing to the autoencoder
     hint = " (each model selects its own loss group: leave loss= out, or pick the matching one, e.g. loss=ae)"
     check_settings(cls, settings, lambda name: config_key(cfg, name, groups), hint if len(groups) > 1 else "")

@@ -48,8 +48,8 @@ class ReconstructionGrid(L.Callback):
         self.last_path: Path | None = None
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
-            return
+        if trainer.sanity_checking or not trainer.is_global_zero or getattr(pl_module, "is_tabular", False):
+            return  # (table rows are no pictures: `sample` and `evaluate` show what a tabular model makes)
         if self.images is None:  # the first validation images, the same ones every time
             dataset = trainer.val_dataloaders.dataset
             self.images = torch.stack([dataset[i][0] for i in range(min(self.num_images, len(dataset)))])
