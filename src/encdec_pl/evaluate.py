@@ -53,6 +53,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     output_dir = start_run(cfg)
 
     checkpoint = read_checkpoint(ckpt_path)
+    if getattr(checkpoint_model_class(ckpt_path), "is_tabular", False):
+        return evaluate_table(cfg, ckpt_path, checkpoint, output_dir)
     trained_on = checkpoint_dataset(checkpoint)
     if trained_on is not None and trained_on != cfg.data.dataset:
         raise ConfigError(
@@ -101,6 +103,40 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     write_summary(output_dir, **result)
     figures = save_figures(scores, test, output_dir, cfg.figures.num_images, cfg.figures.images_per_row)
     report(result, output_dir, figures)
+    return result
+
+
+def evaluate_table(cfg: DictConfig, ckpt_path: Path, checkpoint: dict[str, Any], output_dir: Path) -> dict[str, Any]:
+    """Score a tabular checkpoint on the official test split (encdec_pl.evaluation.tabular); write metrics.json
+    and samples.csv (the synthetic rows scored). The data module is the checkpoint's own (split, encoding)."""
+    from encdec_pl.data.adult import datamodule_from_checkpoint
+    from encdec_pl.evaluation.tabular import score_tabular_model
+
+    model = BaseAutoencoder.load_from_checkpoint(ckpt_path, map_location=pick_device(cfg.device))
+    datamodule = datamodule_from_checkpoint(checkpoint, cfg.data.root, download=bool(cfg.data.get("download", False)))
+    log.info("Scoring %s (step %s) on the Adult test split (%d rows)",
+             type(model).__name__, checkpoint.get("global_step"), len(datamodule.test_table))  # fmt: skip
+    metrics, synthetic = score_tabular_model(model, datamodule, cfg.table_samples, cfg.seed)
+    synthetic.to_csv(output_dir / "samples.csv", index=False)
+    result = {
+        "checkpoint": str(ckpt_path),
+        "model": type(model).__name__,
+        "model_hparams": {k: v for k, v in model.hparams.items() if k != "table"},
+        "global_step": checkpoint.get("global_step"),
+        "dataset": "adult",
+        "settings": {"num_samples": len(synthetic), "seed": cfg.seed},
+        "metrics": metrics,
+        "reference": {},
+    }
+    (output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = rich.table.Table(title=f"{result['model']} on adult (step {result['global_step']})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}")
+    rich.print(table)
+    log.info("Run folder: %s\n  metrics: %s\n  samples: %s", output_dir, output_dir / "metrics.json",
+             output_dir / "samples.csv")  # fmt: skip
     return result
 
 

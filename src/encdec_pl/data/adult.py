@@ -269,3 +269,16 @@ class AdultDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> TableBatches:
         return self._loader("test", self.test_set, shuffle=False)
+
+
+def datamodule_from_checkpoint(checkpoint: dict, root: str | Path, download: bool = False) -> AdultDataModule:
+    """The data module a tabular training checkpoint was trained with (same split and encoding), set up.
+
+    Lightning keeps the data module's arguments in the checkpoint; only the data root is taken
+    from the caller, since the files may live elsewhere now.
+    """
+    settings = {**(checkpoint.get("datamodule_hyper_parameters") or {}), "root": str(root), "download": download}
+    datamodule = AdultDataModule(**settings)
+    datamodule.prepare_data()
+    datamodule.setup()
+    return datamodule
