@@ -1,0 +1,118 @@
+"""End to end on tables, as a user runs it: train data=adult (EDE, AE, VAE), resume, a sweep,
+sample rows that pass SDMetrics' diagnostic report, evaluate; and `sample` on an image model."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from encdec_pl.data.adult import load_adult
+from encdec_pl.data.tabular import TableEncoding
+from encdec_pl.evaluation.tabular import diagnostic_validity
+
+from .conftest import DATA_ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+
+SHORT = ["data=adult", "logger=csv", "trainer.limit_train_batches=8", "trainer.limit_val_batches=2",
+         "trainer.log_every_n_steps=2", "trainer.accelerator=cpu", "~callbacks.rich_progress_bar",
+         "seed=0"]  # fmt: skip
+
+
+def _ok(result) -> None:
+    assert result.returncode == 0, f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+
+
+@pytest.fixture(scope="module")
+def adult_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("adult_run")
+    _ok(run_cli("encdec_pl.train", *SHORT, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}"))
+    return run_dir
+
+
+def test_train_on_adult_logs_the_ede_terms_and_checkpoints(adult_run: Path) -> None:
+    summary = json.loads((adult_run / "metrics.json").read_text())
+    assert summary["status"] == "completed" and summary["global_step"] == 16
+    with open(next((adult_run / "csv").rglob("metrics.csv"))) as f:
+        logged = set(next(csv.reader(f)))
+    assert {"train/pull", "train/push", "train/fake", "train/loss", "train/latent_norm", "val/loss"} <= logged
+    checkpoint = torch.load(adult_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["model_class"] == "encdec_pl.models.tabular.TabularEncDec"
+    assert checkpoint["hyper_parameters"]["fake_weight"] == 2.0
+    assert len(checkpoint["hyper_parameters"]["table"]["columns"]) == 15
+    assert not (adult_run / "images" / "reconstructions").exists()  # image grids are skipped on tables
+
+
+def test_a_tabular_run_resumes_where_it_stopped(adult_run: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "resumed"
+    _ok(run_cli("encdec_pl.train", *SHORT, "trainer.max_epochs=3", f"ckpt_path={adult_run}/checkpoints/last.ckpt",
+                f"hydra.run.dir={run_dir}"))  # fmt: skip
+    assert json.loads((run_dir / "metrics.json").read_text())["global_step"] == 24
+
+
+def test_sample_writes_valid_rows_with_the_original_columns(adult_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sample"
+    _ok(run_cli("encdec_pl.sample", f"ckpt_path={adult_run}/checkpoints/last.ckpt", "num_samples=500",
+                f"hydra.run.dir={out}"))  # fmt: skip
+    rows = pd.read_csv(out / "samples.csv", dtype=str, keep_default_na=False)
+    train, _ = load_adult(DATA_ROOT, download=False)
+    assert list(rows.columns) == list(train.columns) and len(rows) == 500
+    spec = torch.load(adult_run / "checkpoints" / "last.ckpt", map_location="cpu",
+                      weights_only=True)["hyper_parameters"]["table"]  # fmt: skip
+    typed = rows.astype({c["name"]: "int64" for c in TableEncoding(spec).numeric})
+    assert diagnostic_validity(train, typed, spec) == 1.0
+    validity = json.loads((out / "validity.json").read_text())
+    assert validity["repaired"]["rows"] == 1.0 and 0 <= validity["raw"]["rows"] <= 1
+
+
+def test_evaluate_scores_a_tabular_checkpoint_on_the_test_split(adult_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "evaluate"
+    _ok(run_cli("encdec_pl.evaluate", f"ckpt_path={adult_run}/checkpoints/last.ckpt", "table_samples=1000",
+                f"hydra.run.dir={out}"))  # fmt: skip
+    result = json.loads((out / "metrics.json").read_text())
+    metrics = result["metrics"]
+    for key in ("shape", "trend", "trend_default_thresholds", "ml_efficacy_auc", "detection", "alpha_precision",
+                "beta_recall", "dcr_share", "recon/accuracy_mean", "recon/r2_mean", "probe/income_auc",
+                "validity_raw/rows", "validity_repaired/rows"):  # fmt: skip
+        assert 0 <= metrics[key] <= 1 or key == "recon/r2_mean", key
+    assert metrics["validity_repaired/rows"] == 1.0 and result["model"] == "TabularEncDec"
+    assert len(pd.read_csv(out / "samples.csv")) == 1000
+
+
+@pytest.mark.parametrize("model", ["ae", "vae"])
+def test_the_baselines_train_on_tables_with_a_per_type_loss(model: str, tmp_path: Path) -> None:
+    _ok(run_cli("encdec_pl.train", *SHORT, f"model={model}", "trainer.max_epochs=1", "network.numeric_loss=gaussian",
+                "network.categorical_weight=2.0", f"hydra.run.dir={tmp_path}"))  # fmt: skip
+    with open(next((tmp_path / "csv").rglob("metrics.csv"))) as f:
+        logged = set(next(csv.reader(f)))
+    assert {"train/recon", "train/recon_numeric", "train/recon_categorical", "train/latent_norm"} <= logged
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["hyper_parameters"]["categorical_weight"] == 2.0
+
+
+def test_a_fake_weight_sweep_runs_on_tables(tmp_path: Path) -> None:
+    _ok(run_cli("encdec_pl.train", "-m", *SHORT, "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                "loss.fake_weight=0,4", "hydra/launcher=basic", f"hydra.sweep.dir={tmp_path}"))  # fmt: skip
+    weights = [json.loads((tmp_path / str(job) / "metrics.json").read_text())["status"] for job in (0, 1)]
+    assert weights == ["completed", "completed"]
+    for job, weight in ((0, 0.0), (1, 4.0)):
+        checkpoint = torch.load(tmp_path / str(job) / "checkpoints" / "last.ckpt", map_location="cpu",
+                                weights_only=True)  # fmt: skip
+        assert checkpoint["hyper_parameters"]["fake_weight"] == weight
+
+
+def test_sample_on_an_image_model_writes_a_grid_and_a_tensor(tmp_path: Path) -> None:
+    run = tmp_path / "mnist"
+    _ok(run_cli("encdec_pl.train", "logger=csv", "trainer.max_steps=2", "trainer.limit_val_batches=1",
+                "trainer.accelerator=cpu", "data.num_workers=0", f"hydra.run.dir={run}"))  # fmt: skip
+    out = tmp_path / "sample"
+    _ok(run_cli("encdec_pl.sample", f"ckpt_path={run}/checkpoints/last.ckpt", "num_samples=20",
+                f"hydra.run.dir={out}"))  # fmt: skip
+    samples = torch.load(out / "samples.pt", weights_only=True)
+    assert samples.shape == (20, 1, 28, 28) and 0 <= samples.min() and samples.max() <= 1
+    assert (out / "samples.png").stat().st_size > 0
