@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,13 +30,22 @@ RUNS = ROOT / "outputs" / "tabular_results"
 MACHINE = "2-core AMD EPYC (Zen 5), 24 GiB, no GPU, shared with other jobs; torch " + torch.__version__.split("+")[0]
 
 
-def plan(seeds: list[int]) -> list[tuple[str, list[str]]]:
-    """(name, overrides) in the order they run: the ablation first, then the table, seed by seed."""
+def plan(seeds: list[int], anchor_epochs: int) -> list[tuple[str, list[str]]]:
+    """(name, overrides) in the order they run: the ablation, baselines, references and anchors, then EDE.
+
+    A name starting with "bench:" is a `python -m encdec_pl.bench.tabular` call (it writes its own record).
+    """
     runs = [(f"ablation_{mode}_fw2_s0", ["model=ede", f"network.discrete_output={mode}", "loss.fake_weight=2"])
             for mode in ("gumbel", "straight_through", "repair", "softmax")]  # fmt: skip
+    runs += [("ae_s0", ["model=ae", "seed=0"]), ("vae_s0", ["model=vae", "seed=0"])]
+    runs += [("bench:holdout_s0", ["methods=[holdout]"]), ("bench:independent_s0", ["methods=[independent]"])]
+    runs += [(f"bench:{m}_e{anchor_epochs}_s0", [f"methods=[{m}]", f"epochs={anchor_epochs}"])
+             for m in ("tvae", "ctgan")]  # fmt: skip
     for seed in seeds:
-        runs += [(f"ede_fw{fw}_s{seed}", ["model=ede", f"loss.fake_weight={fw}", f"seed={seed}"]) for fw in (0, 1, 2, 4)]
-        runs += [(f"ae_s{seed}", ["model=ae", f"seed={seed}"]), (f"vae_s{seed}", ["model=vae", f"seed={seed}"])]
+        runs += [(f"ede_fw{fw}_s{seed}", ["model=ede", f"loss.fake_weight={fw}", f"seed={seed}"])
+                 for fw in (0, 1, 4, 2)]  # fmt: skip
+        if seed != 0:
+            runs += [(f"ae_s{seed}", ["model=ae", f"seed={seed}"]), (f"vae_s{seed}", ["model=vae", f"seed={seed}"])]
     return runs
 
 
@@ -46,13 +54,24 @@ def main() -> None:
     parser.add_argument("--only", default="", help="run only the runs whose name starts with this")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--anchor-epochs", type=int, default=10, help="CTGAN/TVAE epochs (the package default is 300)")
     parser.add_argument("--extra", default="", help="overrides added to every training command (space-separated)")
+    parser.add_argument("--table", action="store_true", help="only write docs/results/tabular/table.md")
     args = parser.parse_args()
+    if args.table:
+        write_table()
+        return
     RECORDS.mkdir(parents=True, exist_ok=True)
     RUNS.mkdir(parents=True, exist_ok=True)
     python = sys.executable
-    for name, overrides in plan([int(s) for s in args.seeds.split(",")]):
+    for name, overrides in plan([int(s) for s in args.seeds.split(",")], args.anchor_epochs):
+        bench = name.startswith("bench:")
+        name = name.removeprefix("bench:")
         if not name.startswith(args.only) or (RECORDS / f"{name}.json").is_file():
+            continue
+        if bench:
+            run([python, "-m", "encdec_pl.bench.tabular", *overrides, f"hydra.run.dir={RUNS / name}"],
+                RUNS / f"{name}.log")  # fmt: skip
             continue
         run_dir = RUNS / name
         train = [python, "-m", "encdec_pl.train", "data=adult", *overrides, f"trainer.max_epochs={args.epochs}",
@@ -85,6 +104,42 @@ def main() -> None:
         }
         (RECORDS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"  record: {RECORDS / f'{name}.json'}", flush=True)
+
+
+COLUMNS = [("shape", "Shape"), ("trend", "Trend"), ("trend_default_thresholds", "Trend (default thr.)"),
+           ("ml_efficacy_auc", "AUC"), ("detection", "Detection"), ("alpha_precision", "alpha-prec."),
+           ("beta_recall", "beta-rec."), ("dcr_share", "DCR share"), ("validity_raw/categorical", "raw one-hot"),
+           ("validity_raw/numeric_in_range", "raw in range"),
+           ("validity_repaired/rows", "valid repaired"), ("recon/accuracy_mean", "recon acc."),
+           ("recon/r2_mean", "recon R^2"), ("probe/income_auc", "probe AUC")]  # fmt: skip
+
+
+def write_table() -> None:
+    """docs/results/tabular/table.md: one row per run group (seeds pooled: mean, and +- std when >1 seed)."""
+    import statistics
+
+    groups: dict[str, list[dict]] = {}
+    for path in sorted(RECORDS.glob("*.json")):
+        record = json.loads(path.read_text())
+        group = record["name"].rsplit("_s", 1)[0]
+        groups.setdefault(group, []).append(record)
+    header = ["run", "seeds", *[label for _, label in COLUMNS], "train wall s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for group, records in groups.items():
+        cells = [group, str(len(records))]
+        for key, _ in COLUMNS:
+            values = [r["metrics"][key] for r in records if key in r["metrics"]]
+            if not values:
+                cells.append("")
+            elif len(values) == 1:
+                cells.append(f"{values[0]:.3f}")
+            else:
+                cells.append(f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}")
+        walls = [r["train_wall_s"] for r in records if r.get("train_wall_s") is not None]
+        cells.append(f"{statistics.mean(walls):.0f}" if walls else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    (RECORDS / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

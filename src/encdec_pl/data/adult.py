@@ -24,6 +24,7 @@ import io
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import pandas as pd

@@ -146,9 +146,7 @@ class TableEncoding:
             if column["kind"] == "numeric":
                 values = self.from_normal(column["name"], block[:, 0])
                 values = values.clamp(column["min"], column["max"])
-                data[column["name"]] = (
-                    values.round().to(torch.int64).numpy() if column["integer"] else values.numpy()
-                )
+                data[column["name"]] = values.round().to(torch.int64).numpy() if column["integer"] else values.numpy()
             else:
                 levels = np.asarray(column["levels"], dtype=object)
                 data[column["name"]] = levels[block.argmax(dim=1).numpy()]

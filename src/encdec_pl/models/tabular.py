@@ -20,12 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from encdec_pl.data.tabular import TableEncoding
-from encdec_pl.networks.tabular import DISCRETE_OUTPUTS, TabularDecoder, TabularEncoder
 from encdec_pl.errors import is_number, is_positive_int, require
 from encdec_pl.losses import latent_norm
 from encdec_pl.models.ae import Autoencoder
 from encdec_pl.models.ede import EncDec
 from encdec_pl.models.vae import _LOG_VAR_RANGE, VAE
+from encdec_pl.networks.tabular import DISCRETE_OUTPUTS, TabularDecoder, TabularEncoder
 
 NUMERIC_LOSSES = ("mse", "gaussian")
 
@@ -93,7 +93,8 @@ class TabularParts:
                 for (a, b), block in zip(self.decoder.categorical, logits, strict=True)
             )
         recon = hp["numeric_weight"] * recon_numeric + hp["categorical_weight"] * recon_categorical
-        terms = {"recon": recon, "recon_numeric": recon_numeric.detach(), "recon_categorical": recon_categorical.detach()}
+        terms = {"recon": recon, "recon_numeric": recon_numeric.detach(),
+                 "recon_categorical": recon_categorical.detach()}  # fmt: skip
         with torch.no_grad():
             x_rec = self.decoder.assemble(numbers, [torch.softmax(block, dim=1) for block in logits])
         terms["_x_rec"] = x_rec
@@ -115,7 +116,7 @@ class TabularEncDec(TabularParts, EncDec):
         dropout: float = 1 / 32,
         hidden_dim: int = 256,
         depth: int = 2,
-        discrete_output: str = "gumbel",
+        discrete_output: str = "softmax",
         tau: float = 0.2,
         numeric_loss: str = "mse",
         numeric_weight: float = 1.0,
@@ -151,7 +152,10 @@ class TabularEncDec(TabularParts, EncDec):
 
 
 class TabularAutoencoder(TabularParts, Autoencoder):
-    """The autoencoder on tables: per-type reconstruction loss (see the module docstring)."""
+    """The autoencoder on tables: per-type reconstruction loss (see the module docstring).
+
+    `recon_loss` is the image autoencoder's setting (model.recon_loss) and is not used here.
+    """
 
     def __init__(
         self,
@@ -161,7 +165,7 @@ class TabularAutoencoder(TabularParts, Autoencoder):
         dropout: float = 1 / 32,
         hidden_dim: int = 256,
         depth: int = 2,
-        discrete_output: str = "gumbel",
+        discrete_output: str = "softmax",
         tau: float = 0.2,
         numeric_loss: str = "mse",
         numeric_weight: float = 1.0,
@@ -169,10 +173,13 @@ class TabularAutoencoder(TabularParts, Autoencoder):
         optimizer: str = "rmsprop",
         lr: float = 1e-4,
         latent_norm_window: int = 64,
+        recon_loss: str = "bce",
     ) -> None:
         _check_table_settings(table, hidden_dim, depth, discrete_output, tau, numeric_loss, numeric_weight,
                               categorical_weight)  # fmt: skip
-        super().__init__(latent_dim, width, dropout, optimizer, lr, latent_norm_window)
+        # recon_loss (model.recon_loss) is the image AE's pixel loss; on tables the per-type loss is
+        # set by numeric_loss and the type weights (network group). Accepted, so model=ae composes.
+        super().__init__(latent_dim, width, dropout, optimizer, lr, latent_norm_window, recon_loss)
         self.save_hyperparameters(logger=False)
         self._build_tabular(latent_dim)
 
@@ -198,7 +205,7 @@ class TabularVAE(TabularParts, VAE):
         dropout: float = 1 / 32,
         hidden_dim: int = 256,
         depth: int = 2,
-        discrete_output: str = "gumbel",
+        discrete_output: str = "softmax",
         tau: float = 0.2,
         numeric_loss: str = "mse",
         numeric_weight: float = 1.0,

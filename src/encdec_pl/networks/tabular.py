@@ -6,7 +6,7 @@ one block of level weights per categorical column. How a categorical block is ma
 "discrete-output trap" of issue 11: the encoder doubles as EDE's discriminator, and a
 softmax is told apart from a real one-hot at once. `discrete_output` chooses:
 
-- `softmax`: probabilities;
+- `softmax` (the default: best in the measured ablation, docs/tabular.md): probabilities;
 - `gumbel`: Gumbel-softmax at temperature `tau` while training (CTGAN's choice, 0.2), the
   softmax of logits / tau in eval mode;
 - `straight_through`: the exact one-hot of the most likely level forward, the softmax's
@@ -34,7 +34,7 @@ def mlp(sizes: list[int], dropout: float) -> nn.Sequential:
 
 
 class TabularEncoder(nn.Module):
-    """Encoded rows (B, width) -> codes (B, latent_dim): an MLP with `depth` hidden layers, no activation on the code."""
+    """Encoded rows (B, width) -> codes (B, latent_dim): an MLP, `depth` hidden layers, no activation on the code."""
 
     def __init__(self, width: int, latent_dim: int, hidden_dim: int = 256, depth: int = 2, dropout: float = 0.0):
         super().__init__()
@@ -55,7 +55,7 @@ class TabularDecoder(nn.Module):
         latent_dim: int,
         hidden_dim: int = 256,
         depth: int = 2,
-        discrete_output: str = "gumbel",
+        discrete_output: str = "softmax",
         tau: float = 0.2,
     ) -> None:
         super().__init__()
