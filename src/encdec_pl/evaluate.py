@@ -119,16 +119,18 @@ def evaluate_table(cfg: DictConfig, ckpt_path: Path, checkpoint: dict[str, Any],
     metrics, synthetic = score_tabular_model(model, datamodule, cfg.table_samples, cfg.seed)
     synthetic.to_csv(output_dir / "samples.csv", index=False)
     result = {
+        "command": "evaluate",
+        "status": "completed",
+        "global_step": checkpoint.get("global_step"),
+        "metrics": metrics,
         "checkpoint": str(ckpt_path),
         "model": type(model).__name__,
         "model_hparams": {k: v for k, v in model.hparams.items() if k != "table"},
-        "global_step": checkpoint.get("global_step"),
         "dataset": "adult",
         "settings": {"num_samples": len(synthetic), "seed": cfg.seed},
-        "metrics": metrics,
         "reference": {},
     }
-    (output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_summary(output_dir, **result)
     table = rich.table.Table(title=f"{result['model']} on adult (step {result['global_step']})")
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -21,15 +21,14 @@ from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import make_grid, save_image
 
 from encdec_pl.errors import CheckpointError, ConfigError
-from encdec_pl.evaluate import checkpoint_dataset, pick_device
 from encdec_pl.models.base import BaseAutoencoder, checkpoint_model_class
 from encdec_pl.models.checkpoints import read_checkpoint
 from encdec_pl.models.sampling import decode_all, draw_codes, encode_all, fit_code_gaussian, sample_table
-from encdec_pl.runtime.cli import run_cli, user_errors
-from encdec_pl.runtime.config import CONFIG_PACKAGE, _abspath, construct, print_config_tree, register_resolvers
+from encdec_pl.runtime.cli import run_cli, start_run, user_errors, write_summary
+from encdec_pl.runtime.config import CONFIG_PACKAGE, _abspath, construct
+from encdec_pl.runtime.devices import pick_device
 
 log = logging.getLogger(__name__)
-register_resolvers()
 
 
 def sample(cfg: DictConfig) -> dict[str, Any]:
@@ -40,11 +39,7 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = Path(_abspath(str(cfg.ckpt_path)))
     if not ckpt_path.is_file():
         raise CheckpointError(f"ckpt_path={cfg.ckpt_path}: no checkpoint file at {ckpt_path}")
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
-    if cfg.extras.print_config:
-        print_config_tree(cfg, save_to=output_dir / "config_tree.log")
+    output_dir = start_run(cfg)
     checkpoint = read_checkpoint(ckpt_path)
     tabular = getattr(checkpoint_model_class(ckpt_path), "is_tabular", False)
     model = BaseAutoencoder.load_from_checkpoint(ckpt_path, map_location=pick_device(cfg.device))
@@ -61,7 +56,7 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
         log.info("%d rows from %s; valid rows before repair %.4f, after %.4f",
                  len(rows), type(model).__name__, raw_validity["rows"], summary["repaired"]["rows"])  # fmt: skip
     else:
-        trained_on = checkpoint_dataset(checkpoint)
+        trained_on = (checkpoint.get("datamodule_hyper_parameters") or {}).get("dataset")
         if trained_on is not None and trained_on != cfg.data.dataset:
             raise ConfigError(
                 f"{ckpt_path} was trained on {trained_on} but data.dataset={cfg.data.dataset}: add data={trained_on}"
@@ -76,6 +71,12 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
         torch.save(samples, files["samples"])
         save_image(make_grid(samples[:256], nrow=cfg.images_per_row, padding=2, pad_value=0.5), files["grid"])
         log.info("%d images from %s", len(samples), type(model).__name__)
+    metrics = {f"validity_raw/{k}": v for k, v in raw_validity.items()} if tabular else {}
+    if tabular:
+        metrics["validity_repaired/rows"] = summary["repaired"]["rows"]
+    write_summary(output_dir, "sample", "completed", checkpoint.get("global_step"), metrics,
+                  checkpoint=str(ckpt_path), model=type(model).__name__, num_samples=cfg.num_samples,
+                  files={name: str(path) for name, path in files.items()})  # fmt: skip
     log.info("Run folder: %s\n%s", output_dir, "\n".join(f"  {name}: {path}" for name, path in files.items()))
     return {name: str(path) for name, path in files.items()}
 

@@ -25,11 +25,10 @@ from omegaconf import DictConfig
 from encdec_pl.data.adult import CATEGORICAL, AdultDataModule
 from encdec_pl.errors import ConfigError
 from encdec_pl.evaluation.tabular import independent_columns, score_synthetic
-from encdec_pl.runtime.cli import run_cli, user_errors
-from encdec_pl.runtime.config import CONFIG_PACKAGE, register_resolvers
+from encdec_pl.runtime.cli import run_cli, start_run, user_errors
+from encdec_pl.runtime.config import CONFIG_PACKAGE
 
 log = logging.getLogger(__name__)
-register_resolvers()
 
 METHODS = ("holdout", "independent", "ctgan", "tvae")
 
@@ -98,6 +97,7 @@ def bench(cfg: DictConfig) -> dict[str, dict[str, Any]]:
 @hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="bench_tabular")
 @user_errors
 def main(cfg: DictConfig) -> None:
+    start_run(cfg)
     bench(cfg)
 
 

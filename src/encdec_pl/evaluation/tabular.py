@@ -1,7 +1,7 @@
 """Scores of synthetic table rows against real ones (issue 11's protocol, docs/tabular.md).
 
 Pure functions of DataFrames with the table's original columns, plus the table's encoding
-spec (data/tabular.py) for the distances:
+spec (encdec_pl.networks.table_encoding) for the distances:
 
 - `quality`: SDMetrics' QualityReport (sdmetrics.reports.QualityReport, the unified one):
   Column Shapes and Column Pair Trends with `real_correlation_threshold` and
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from encdec_pl.data.tabular import TableEncoding
+from encdec_pl.networks.table_encoding import TableEncoding
 
 TABLE = "table"
 
@@ -271,8 +271,8 @@ def score_tabular_model(model: Any, datamodule: Any, num_samples: int | None = N
     `datamodule`: set up (train/val/test tables and encoded rows). `num_samples`: synthetic
     rows drawn (None: as many as training rows).
     """
-    from encdec_pl.data.tabular import validity
     from encdec_pl.models.sampling import encode_all, sample_table
+    from encdec_pl.networks.table_encoding import validity
 
     train, test = datamodule.train_table, datamodule.test_table
     spec = model.encoding.spec

@@ -6,7 +6,7 @@ that Gaussian, decoded. Codes are drawn fresh, never by perturbing the codes of 
 rows, which could hand back training rows (the DCR share of evaluation/tabular.py checks).
 
 For a tabular model, `sample_table` also repairs the decoder's output into valid rows
-(data/tabular.py) and reports how valid the raw output was before repair.
+(encdec_pl.networks.table_encoding) and reports how valid the raw output was before repair.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each class is its image counterpart (same loss terms, optimizer, logged metrics, checkpoint
 handling) with the encoder and decoder of `encdec_pl.networks.tabular`, built from the table's encoding
-`table` (the spec of `encdec_pl.data.tabular.TableEncoding`, which the data module declares and the
+`table` (the spec of `encdec_pl.networks.table_encoding.TableEncoding`, which the data module declares and the
 checkpoint keeps). EDE's loss is unchanged: three terms on codes, no per-type term. AE and
 VAE need the per-type reconstruction loss EDE claims to do without: mean squared error or a
 Gaussian likelihood on the numbers, cross-entropy on the categories, `numeric_weight` and
@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encdec_pl.data.tabular import TableEncoding
 from encdec_pl.errors import is_number, is_positive_int, require
 from encdec_pl.losses import latent_norm
 from encdec_pl.models.ae import Autoencoder
 from encdec_pl.models.ede import EncDec
 from encdec_pl.models.vae import _LOG_VAR_RANGE, VAE
+from encdec_pl.networks.table_encoding import TableEncoding
 from encdec_pl.networks.tabular import DISCRETE_OUTPUTS, TabularDecoder, TabularEncoder
 
 NUMERIC_LOSSES = ("mse", "gaussian")

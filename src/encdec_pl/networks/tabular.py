@@ -1,7 +1,7 @@
 """Tabular encoder and decoder: MLPs over the encoded row, with per-type output heads.
 
 The decoder's output lives where the encoder's input does (the encoded row of
-`encdec_pl.data.tabular.TableEncoding`): one number per numeric column (its quantile-normal value) and
+`encdec_pl.networks.table_encoding.TableEncoding`): one number per numeric column (its quantile-normal value) and
 one block of level weights per categorical column. How a categorical block is made is the
 "discrete-output trap" of issue 11: the encoder doubles as EDE's discriminator, and a
 softmax is told apart from a real one-hot at once. `discrete_output` chooses:
