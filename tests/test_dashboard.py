@@ -87,6 +87,13 @@ def test_every_panel_reads_keys_the_sweep_logged_and_the_preview_draws_them(swee
         for key in keys.config:  # the grouping and parallel-coordinates settings, in every run's config
             assert run.setting(key) is not None, (run.name, key)
     assert set().union(*logged) >= EQUILIBRIUM_KEYS  # the run that reached it logged step and value
+    for run in runs:
+        # Quality at its measurements only (0, every 6 steps, the end), not repeated at every logged step,
+        # and image grids that are not black (wandb.Image casts a float tensor to bytes unscaled).
+        assert run.series("quality/frechet/samples", STEP)[0] == [0, 6, 12], run.name
+        for key in ("val/reconstructions", "quality/samples"):
+            pixels = Image.open(run.last_image(key)).convert("L")
+            assert pixels.getextrema()[1] > 200, (run.name, key)
 
     # The definition W&B would receive serialises, filtered to the sweep's group, runs grouped by fake_weight.
     view = workspace._to_model().model_dump(by_alias=True, exclude_none=True)

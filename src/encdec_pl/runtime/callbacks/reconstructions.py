@@ -24,7 +24,9 @@ def log_image(trainer: L.Trainer, key: str, image: torch.Tensor, caption: str = 
     """Send one (C, H, W) image in [0, 1] to every logger of `trainer` that shows images."""
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
-            logger.log_image(key=key, images=[image], caption=[caption], step=trainer.global_step)
+            # As 0-255 bytes: wandb.Image casts a tensor to uint8 without scaling, so [0, 1] floats came out black.
+            pixels = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+            logger.log_image(key=key, images=[pixels], caption=[caption], step=trainer.global_step)
         elif isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(key, image, global_step=trainer.global_step)
 
