@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train sweep report search test test-fast lint format clean bench bench-quick bench-packing bench-quality evaluate results-table equilibrium-study
+.PHONY: help install notebooks train sweep report search test test-fast lint format clean bench bench-quick bench-packing bench-quality evaluate results-table equilibrium-study
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -63,6 +63,10 @@ test: ## Run every test, slow ones included (as CI does); needs MNIST, see READM
 
 test-fast: ## Run the quick unit tests only
 	$(BIN)/pytest -n 2 -m "not slow"
+
+notebooks: ## Install JupyterLab (the `notebooks` extra) into .venv and open notebooks/
+	$(BIN)/pip install -e '.[notebooks]'
+	$(BIN)/jupyter lab notebooks/
 
 lint: ## Check style and common bugs (ruff), notebooks included, then the package's layers (lint-imports)
 	$(BIN)/ruff check src tests scripts notebooks

@@ -72,7 +72,12 @@ def test_composed_config_builds_real_objects(cfg_train: DictConfig) -> None:
     assert isinstance(model, EncDec) and model.hparams["fake_weight"] == 2.0
     assert isinstance(construct(cfg_train, "data"), MNISTDataModule)
     callbacks = build_callbacks(cfg_train.callbacks)
-    assert {type(c).__name__ for c in callbacks} >= {"ModelCheckpoint", "ReconstructionGrid", "LatentNormPlot"}
+    assert {type(c).__name__ for c in callbacks} >= {
+        "BestCheckpoint",
+        "LastCheckpoint",
+        "ReconstructionGrid",
+        "LatentNormPlot",
+    }
     trainer = instantiate(cfg_train.trainer, callbacks=callbacks, logger=False)
     assert isinstance(trainer, L.Trainer) and trainer.max_epochs == 20
 

@@ -47,7 +47,7 @@ def test_evaluate_scores_the_trained_run_and_writes_json_and_pngs(
     trained_run: Path, eval_classifier: Path, data_root: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "evaluation"
-    result = evaluate_cli(trained_run / "checkpoints" / "last.ckpt", eval_classifier, out, data_root)
+    result = evaluate_cli(trained_run, eval_classifier, out, data_root)  # a run folder: its checkpoints/last.ckpt
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "metrics.json").read_text())
     assert report["model"] == "EncDec" and report["dataset"] == "mnist" and report["global_step"] == TRAIN_STEPS

@@ -30,7 +30,14 @@ from encdec_pl.errors import CheckpointError
 from encdec_pl.runtime.callbacks.faults import FaultHandler, NonFiniteWatch
 from encdec_pl.runtime.config import register_resolvers
 from encdec_pl.runtime.history import read_csv_history, series
-from encdec_pl.runtime.resume import resolve_ckpt_path, resume_command
+from encdec_pl.runtime.resume import (
+    check_resume_settings,
+    checkpoint_to_score,
+    newer_runs_without_checkpoint,
+    python_command,
+    resolve_ckpt_path,
+    resume_command,
+)
 
 from .conftest import REPO_ROOT, compose_config, run_cli
 
@@ -78,10 +85,25 @@ def test_resume_command_repeats_the_run_overrides_but_not_the_one_run_ones(tmp_p
         tmp_path,
     )
     command = resume_command(Path("/run/last.ckpt"), "callbacks.fault_handler.resume_lr_factor=0.5")
+    python = " ".join(python_command())  # python, or this interpreter's path when its venv is not activated
     assert command == (
-        "python -m encdec_pl.train loss.fake_weight=4 'tags=[a,b]' ckpt_path=/run/last.ckpt "
+        f"{python} -m encdec_pl.train loss.fake_weight=4 'tags=[a,b]' ckpt_path=/run/last.ckpt "
         "callbacks.fault_handler.resume_lr_factor=0.5"
     )
+    # A path Hydra's grammar would not read unquoted is quoted for Hydra inside the shell's quotes.
+    assert resume_command(Path("/runs/été/last.ckpt")).endswith(" \"ckpt_path='/runs/été/last.ckpt'\"")
+
+
+def test_printed_commands_start_with_the_interpreter_as_the_shell_finds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compose_config("train", [], tmp_path)  # runtime.cwd: the repository
+    venv_python = REPO_ROOT / ".venv" / "bin" / "python"
+    monkeypatch.setattr(sys, "executable", str(venv_python))
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # not activated
+    assert python_command() == [".venv/bin/python"]
+    monkeypatch.setenv("PATH", f"{venv_python.parent}:/usr/bin:/bin")  # activated
+    assert python_command() == ["python"]
 
 
 def test_ckpt_path_last_finds_this_run_then_the_newest_run(tmp_path: Path) -> None:
@@ -105,6 +127,50 @@ def test_ckpt_path_last_finds_this_run_then_the_newest_run(tmp_path: Path) -> No
     # Nothing anywhere to resume from a fresh command: one line.
     with pytest.raises(CheckpointError, match=r"^ckpt_path=last: no run under .* has a checkpoints/last.ckpt"):
         resolve_ckpt_path("last", tmp_path / "empty" / "2026-01-02_08-00-00", tmp_path / "empty")
+
+
+def test_ckpt_path_last_refuses_a_run_with_other_settings_and_names_the_newer_run_without_checkpoint(
+    tmp_path: Path,
+) -> None:
+    runs = tmp_path / "runs"
+    older, killed, fresh = runs / "2026-01-01_10-00-00", runs / "2026-01-01_11-00-00", runs / "2026-01-01_12-00-00"
+    (older / "checkpoints").mkdir(parents=True)
+    (older / "checkpoints" / "last.ckpt").write_bytes(b"")
+    os.utime(older / "checkpoints" / "last.ckpt", (1_000, 1_000))
+    killed.mkdir()  # killed before its first checkpoint
+    (killed / "config.yaml").write_text("seed: 1\n")
+    fresh.mkdir()
+    newest = resolve_ckpt_path("last", fresh, runs)
+    assert newest == older / "checkpoints" / "last.ckpt"
+    newer = newer_runs_without_checkpoint(runs, newest, fresh)
+    assert newer == [killed]
+    checkpoint = {"global_step": 60, "hyper_parameters": {"fake_weight": 2.0, "latent_dim": 32}}
+    check_resume_settings(newest, checkpoint, {"fake_weight": 2, "latent_dim": 32}, str, True, newer)  # same: fine
+    with pytest.raises(CheckpointError) as info:
+        check_resume_settings(
+            newest, checkpoint, {"fake_weight": 4.0, "latent_dim": 32}, lambda k: f"loss.{k}", True, newer
+        )
+    assert str(info.value).startswith(
+        f"ckpt_path=last found the latest run, {older}, (newer runs hold no checkpoint: {killed.name}) (step 60) "
+        "was trained with loss.fake_weight=2.0, not loss.fake_weight=4.0 as asked"
+    )
+
+
+def test_evaluate_ckpt_path_takes_a_file_a_run_folder_or_last(tmp_path: Path) -> None:
+    runs = tmp_path / "outputs" / "train" / "runs"
+    older, newer = runs / "2026-01-01_10-00-00", runs / "2026-01-01_11-00-00"
+    for run, mtime in ((older, 2_000), (newer, 1_000)):  # newest by write time
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+        os.utime(run / "checkpoints" / "last.ckpt", (mtime, mtime))
+    assert checkpoint_to_score("last", runs) == older / "checkpoints" / "last.ckpt"
+    assert checkpoint_to_score(str(newer), runs) == newer / "checkpoints" / "last.ckpt"
+    assert checkpoint_to_score(str(newer / "checkpoints"), runs) == newer / "checkpoints" / "last.ckpt"
+    assert checkpoint_to_score(str(newer / "checkpoints" / "last.ckpt"), runs) == newer / "checkpoints" / "last.ckpt"
+    with pytest.raises(CheckpointError, match=r"is a folder without checkpoints/last.ckpt"):
+        checkpoint_to_score(str(tmp_path), runs)
+    with pytest.raises(CheckpointError, match=r"^ckpt_path=last: no training run under"):
+        checkpoint_to_score("last", tmp_path / "none")
 
 
 def _run_dirs_composed_at(now: str, tmp_path: Path) -> tuple[str, str]:
@@ -221,7 +287,7 @@ def test_nan_stops_with_the_step_and_terms_keeps_the_last_good_checkpoint_and_re
     assert kept["global_step"] == 20
     assert all(torch.isfinite(t).all() for t in kept["state_dict"].values())
 
-    command = error.split("lower learning rate: python -m encdec_pl.train ", 1)[1].split()
+    command = error.split(" -m encdec_pl.train ", 1)[1].split()
     assert "callbacks.fault_handler.simulate_nan_at_step=23" not in command  # a one-run switch is not repeated
     result = run_cli("encdec_pl.train", f"hydra.run.dir={resumed}", *command, "trainer.max_steps=26")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -288,7 +354,7 @@ def test_sigterm_then_ctrl_c_each_save_a_checkpoint_and_ckpt_path_last_resumes(t
     stdout, stderr = second.communicate(timeout=120)
     assert second.returncode == 128 + signal.SIGINT, stderr[-3000:]
     assert "Traceback" not in stdout + stderr
-    assert f"ckpt_path=last: resuming the latest run, {last}" in stdout
+    assert f"ckpt_path=last: resuming the latest run, {last}" in stdout  # a warning, naming the run
     assert f"Restored all states from the checkpoint at {last}" in stdout + stderr
     assert _checkpoint(second_run / "checkpoints" / "last.ckpt")["global_step"] > stopped_at  # went on from there
     run_id = next((first_run / "wandb").glob("offline-run-*")).name.rsplit("-", 1)[1]

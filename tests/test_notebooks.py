@@ -24,6 +24,17 @@ def test_committed_notebooks_carry_no_outputs() -> None:
                 assert cell.outputs == [] and cell.execution_count is None, f"{path.name} has outputs: clear them"
 
 
+def test_each_notebook_says_first_how_to_start_jupyter_and_the_install_target_exists() -> None:
+    import tomllib
+
+    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(req.startswith("jupyterlab") for req in extras["notebooks"])
+    assert "\nnotebooks: ##" in (REPO_ROOT / "Makefile").read_text()
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        first = nbformat.read(path, as_version=4).cells[0]
+        assert first.cell_type == "markdown" and "`make notebooks`" in first.source, path.name
+
+
 def execute(name: str) -> tuple[list[dict], dict]:
     """Run notebooks/<name> in a fresh kernel; return its figures and the JSON summary it prints last."""
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)

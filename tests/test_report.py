@@ -130,6 +130,7 @@ def test_bad_input_is_one_line(tmp_path: Path, sweep: Path, capsys: pytest.Captu
     for argv, expected in (
         ([str(tmp_path / "nothing")], "no sweep folder at"),
         ([str(sweep / "0" / ".hydra")], "holds no sweep jobs"),
+        ([str(sweep / "0")], f"{sweep / '0'} is the folder of a single run, not of a sweep"),
         ([str(sweep), "--metric", "val/los"], "--metric val/los: no job logged it (did you mean val/loss?); logged: "),
     ):
         with pytest.raises(SystemExit) as exit_info:
@@ -137,3 +138,31 @@ def test_bad_input_is_one_line(tmp_path: Path, sweep: Path, capsys: pytest.Captu
         assert exit_info.value.code != 0
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
+
+
+def test_latent_norm_curves_name_the_jobs_they_leave_out_and_use_the_runs_step_axis(
+    sweep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (sweep / "0" / "csv").mkdir()
+    # Lightning logs the metrics of the first optimizer step under step 0; the run's own plot calls it step 1.
+    (sweep / "0" / "csv" / "metrics.csv").write_text("step,train/latent_norm_avg\n0,2.0\n9,1.5\n")
+    import encdec_pl.report as report
+
+    drawn: list[tuple] = []
+    original_plot = report.plt.Axes.plot
+
+    def record(ax, *args, **kwargs):
+        drawn.append((list(args[0]) if args else [], kwargs.get("label")))
+        return original_plot(ax, *args, **kwargs)
+
+    monkeypatch.setattr(report.plt.Axes, "plot", record)
+    written = write_report(sweep)
+    curves = [(steps, label) for steps, label in drawn if steps]
+    assert curves == [([1, 10], "0: fake_weight=0 latent_dim=8")]
+    assert any(
+        label and label.startswith("no latent norm logged: 1 (completed), 2 (failed), 10 (") for _, label in drawn
+    )
+    assert (
+        "latent_norm.png: no latent norm logged by job 1 (completed), 2 (failed), 10 ("
+        in written["markdown"].read_text()
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -33,12 +34,39 @@ class InvalidArgument(ConfigError, ValueError):
     """
 
     def __init__(self, name: str, value: Any, requirement: str) -> None:
-        self.name, self.value, self.requirement = name, value, requirement
-        super().__init__(f"{name}={value!r} is invalid: must be {requirement}")
+        self.name, self.value, self.requirement = name, value, _say_number(value, requirement)
+        super().__init__(f"{name}={value!r} is invalid: must be {self.requirement}")
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuilt from its three fields: a sweep job's error travels back from a Ray worker pickled.
         return type(self), (self.name, self.value, self.requirement)
+
+
+# Requirements that compare a number ("> 0", ">= 0", "in [0, 1)"): for a value that is no number at all,
+# or NaN/infinity, "must be >= 0" would be misleading (`fake_weight=[1,2]`, `fake_weight=nan`).
+_NUMERIC_REQUIREMENT = ("<", ">", "in [", "in (")
+
+
+def _say_number(value: Any, requirement: str) -> str:
+    if not requirement.startswith(_NUMERIC_REQUIREMENT):
+        return requirement
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"a finite number {requirement}"
+    if not is_number(value):
+        return f"a number {requirement} (got {_kind(value)})"
+    return requirement
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, str):
+        return "a string"
+    return "null" if value is None else type(value).__name__
 
 
 def require(condition: bool, name: str, value: Any, requirement: str) -> None:

@@ -21,17 +21,18 @@ import rich
 import rich.table
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 
-from encdec_pl.errors import CheckpointError, ConfigError
+from encdec_pl.errors import ConfigError
 from encdec_pl.evaluation.scoring import Scores, Split, judge, reference_scores, score_model
 from encdec_pl.models.base import BaseAutoencoder, checkpoint_model_class
 from encdec_pl.models.checkpoints import read_checkpoint
 from encdec_pl.runtime.callbacks.reconstructions import reconstruction_grid
 from encdec_pl.runtime.classifier import classifier_for
 from encdec_pl.runtime.cli import run_cli, start_run, user_errors, write_summary
-from encdec_pl.runtime.config import CONFIG_PACKAGE, _abspath, construct
+from encdec_pl.runtime.config import CONFIG_PACKAGE, construct
 from encdec_pl.runtime.devices import pick_device
+from encdec_pl.runtime.resume import checkpoint_to_score
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -47,19 +48,16 @@ def checkpoint_dataset(checkpoint: dict[str, Any]) -> str | None:
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if OmegaConf.is_missing(cfg, "ckpt_path"):
         raise ConfigError("ckpt_path is required: python -m encdec_pl.evaluate ckpt_path=<run>/checkpoints/last.ckpt")
-    ckpt_path = Path(_abspath(str(cfg.ckpt_path)))
-    if not ckpt_path.is_file():
-        raise CheckpointError(f"ckpt_path={cfg.ckpt_path}: no checkpoint file at {ckpt_path}")
-    output_dir = start_run(cfg)
-
+    ckpt_path = checkpoint_to_score(str(cfg.ckpt_path), Path(cfg.paths.log_dir) / "train" / "runs")
     checkpoint = read_checkpoint(ckpt_path)
     if getattr(checkpoint_model_class(ckpt_path), "is_tabular", False):
-        return evaluate_table(cfg, ckpt_path, checkpoint, output_dir)
+        return evaluate_table(cfg, ckpt_path, checkpoint, start_run(cfg))
     trained_on = checkpoint_dataset(checkpoint)
     if trained_on is not None and trained_on != cfg.data.dataset:
         raise ConfigError(
             f"{ckpt_path} was trained on {trained_on} but data.dataset={cfg.data.dataset}: add data={trained_on}"
         )
+    output_dir = start_run(cfg)  # after the checks: a rejected command writes nothing
     device = pick_device(cfg.device)
     model = BaseAutoencoder.load_from_checkpoint(ckpt_path, map_location=device)
     L.seed_everything(cfg.seed, verbose=False)  # again: the fresh weights do not depend on what loading drew
@@ -101,7 +99,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "reference": reference,
     }
     write_summary(output_dir, **result)
-    figures = save_figures(scores, test, output_dir, cfg.figures.num_images, cfg.figures.images_per_row)
+    about = f"{type(model).__name__}, step {checkpoint.get('global_step')}, {cfg.data.dataset} test split"
+    figures = save_figures(scores, test, output_dir, cfg.figures.num_images, cfg.figures.images_per_row, about)
     report(result, output_dir, figures)
     return result
 
@@ -142,22 +141,51 @@ def evaluate_table(cfg: DictConfig, ckpt_path: Path, checkpoint: dict[str, Any],
     return result
 
 
-def save_figures(scores: Scores, test: Split, output_dir: Path, num_images: int, per_row: int) -> list[Path]:
-    """reconstructions.png, samples.png and codes_pca.png in `output_dir`."""
+def save_figures(
+    scores: Scores, test: Split, output_dir: Path, num_images: int, per_row: int, about: str = ""
+) -> list[Path]:
+    """reconstructions.png, samples.png and codes_pca.png in `output_dir`, each titled; `about` names the model."""
     paths = [output_dir / "reconstructions.png", output_dir / "samples.png", output_dir / "codes_pca.png"]
-    save_image(reconstruction_grid(test.images[:num_images], scores.reconstructions[:num_images], per_row), paths[0])
-    save_image(make_grid(scores.samples[: 2 * num_images], nrow=per_row, padding=2, pad_value=0.5), paths[1])
+    suffix = f" - {about}" if about else ""
+    grid = reconstruction_grid(test.images[:num_images], scores.reconstructions[:num_images], per_row)
+    _save_titled_image(
+        grid,
+        paths[0],
+        f"Reconstructions{suffix}",
+        "rows in pairs: test images x (upper row) above their reconstructions D(E(x)) (lower row)",
+    )
+    samples = make_grid(scores.samples[: 2 * num_images], nrow=per_row, padding=2, pad_value=0.5)
+    _save_titled_image(
+        samples, paths[1], f"Samples{suffix}", "D(z), z drawn from the Gaussian fitted to the training codes"
+    )
     codes = scores.test_codes
     _, _, components = torch.pca_lowrank(codes, q=2)
     projected = (codes - codes.mean(dim=0)) @ components
+    variance = projected.var(dim=0) / codes.var(dim=0).sum()
     fig, ax = plt.subplots(figsize=(6, 5))
     points = ax.scatter(projected[:, 0], projected[:, 1], c=test.labels, cmap="tab10", s=2, alpha=0.6)
-    fig.colorbar(points, ax=ax, label="label")
-    ax.set_title("test codes E(x), first two principal components")
+    fig.colorbar(points, ax=ax, label="label (digit or class)")
+    ax.set_xlabel(f"principal component 1 ({100 * float(variance[0]):.0f}% of the code variance)")
+    ax.set_ylabel(f"principal component 2 ({100 * float(variance[1]):.0f}% of the code variance)")
+    ax.set_title("Test codes E(x), first two principal components" + (f"\n{about}" if about else ""), fontsize=10)
     fig.tight_layout()
     fig.savefig(paths[2], dpi=100)
     plt.close(fig)
     return paths
+
+
+def _save_titled_image(grid: torch.Tensor, path: Path, title: str, caption: str) -> None:
+    """A (3, H, W) image grid saved with a title above it and a caption below."""
+    height, width = grid.shape[1:]
+    scale = 4 / 100  # inches per 100 pixels, about the grid's own size
+    fig = plt.figure(figsize=(max(width * scale, 4.5), height * scale + 0.9))
+    ax = fig.add_axes((0, 0.45 / (height * scale + 0.9), 1, height * scale / (height * scale + 0.9)))
+    ax.imshow(grid.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+    ax.set_axis_off()
+    fig.suptitle(title, fontsize=10, y=0.98)
+    fig.text(0.5, 0.02, caption, ha="center", va="bottom", fontsize=8, wrap=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def report(result: dict[str, Any], output_dir: Path, figures: list[Path]) -> None:

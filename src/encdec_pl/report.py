@@ -176,33 +176,43 @@ def plot_heatmap(jobs: Sequence[JobResult], metric: str, x_key: str, y_key: str,
     plt.close(fig)
 
 
-def plot_latent_norms(jobs: Sequence[JobResult], path: Path) -> int:
-    """Every job's logged latent norm against steps, one line per job; returns how many were drawn."""
+def plot_latent_norms(jobs: Sequence[JobResult], path: Path) -> list[JobResult]:
+    """Every job's logged latent norm against steps, one line per job; returns the jobs left out (nothing logged).
+
+    The step axis is the run's own (its images/latent_norm.png): optimizer steps done, 1 for the
+    first. Lightning logs a step's metrics under the count before it (0 for the first), hence the +1.
+    Jobs that logged no latent norm (most often: failed before their first logging step) are named
+    in the figure, not silently left out.
+    """
     varying, _ = split_overrides(jobs)
     fig, ax = plt.subplots(figsize=(9, 5), constrained_layout=True)
     colors = plt.get_cmap("viridis")
-    drawn = 0
+    left_out = []
     for i, job in enumerate(jobs):
         rows = job.history()
         key = next((k for k in LATENT_NORM_KEYS if any(k in row for row in rows)), None)
         if key is None:
+            left_out.append(job)
             continue
         steps, values = series(rows, key)
+        steps = [step + 1 for step in steps]
         style = "-" if job.completed else ":"
         label = f"{job.name}: {job_label(job, varying)}" + ("" if job.completed else f" ({job.status})")
         ax.plot(steps, values, style, color=colors(i / max(len(jobs) - 1, 1)), label=label, linewidth=1.2)
-        drawn += 1
-    ax.set_xlabel("step")
+    ax.set_xlabel("step (optimizer steps done)")
     ax.set_ylabel("latent norm (64-step window mean)")
     ax.set_title("Latent norm of every job")
     ax.grid(alpha=0.3)
-    if drawn:
+    if left_out:
+        missing = ", ".join(f"{job.name} ({job.status})" for job in left_out)
+        ax.plot([], [], " ", label=f"no latent norm logged: {missing}")  # a legend entry without a line
+    if jobs:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    else:
+    if len(left_out) == len(jobs):
         ax.text(0.5, 0.5, "no job logged a latent norm", ha="center", va="center", transform=ax.transAxes)
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return drawn
+    return left_out
 
 
 def write_report(
@@ -235,10 +245,13 @@ def write_report(
         plot_heatmap(jobs, metric, x_key, y_key, written["heatmap"])
     else:
         table += f"\nNo heatmap: no job logged {metric}; choose a logged metric with --metric.\n"
+    written["latent_norm"] = out_dir / "latent_norm.png"
+    left_out = plot_latent_norms(jobs, written["latent_norm"])
+    if left_out:
+        names = ", ".join(f"{job.name} ({job.status})" for job in left_out)
+        table += f"\nlatent_norm.png: no latent norm logged by job {names}.\n"
     written["markdown"].write_text(f"# Sweep {sweep_dir}\n\n" + table)
     write_csv(jobs, columns, written["csv"])
-    written["latent_norm"] = out_dir / "latent_norm.png"
-    plot_latent_norms(jobs, written["latent_norm"])
     return written
 
 

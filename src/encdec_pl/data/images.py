@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,11 +118,18 @@ def ensure_dataset(root: str | Path, name: str, download: bool = True) -> Path:
 def _download(spec: DatasetSpec, root: Path) -> str:
     """Let torchvision download the dataset; return why it failed ('' on success)."""
     chatter = io.StringIO()  # torchvision prints progress and a line per mirror tried
+    # torchvision makes <root>/<folder>/raw before downloading; a failed download must not leave
+    # them behind (data.root=/typo would otherwise create /typo/MNIST/raw).
+    raw = root / spec.folder / "raw"
+    made = next((folder for folder in (raw, *raw.parents) if folder.parent.exists()), raw)
+    made = None if made.exists() else made
     try:
         with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
             spec.torchvision_class(root, train=True, download=True)
             spec.torchvision_class(root, train=False, download=True)
     except Exception as err:  # noqa: BLE001 - URLError, HTTPError, RuntimeError, OSError... all mean "no data"
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
         # torchvision's message lists every mirror tried; the last line holds the last mirror's error.
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         return (lines[-1] if lines else type(err).__name__)[:200]

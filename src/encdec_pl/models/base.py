@@ -86,6 +86,7 @@ class BaseAutoencoder(L.LightningModule):
             self.encoder_outputs_per_dim * latent_dim, latent_dim, width, dropout
         )
         self.latent_norm_avg = WindowMean(latent_norm_window)
+        self.example_input_array = torch.zeros(1, *self.data_spec.shape)  # the model summary's sizes and FLOPs
 
     def save_hyperparameters(self, *args: Any, frame: Any = None, **kwargs: Any) -> None:
         """Lightning's, with `data_spec` kept as plain data (its dict form), whatever the constructor got:
@@ -113,6 +114,10 @@ class BaseAutoencoder(L.LightningModule):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """D(E(x)): what the model makes of an image."""
         return self.decode(self.encode(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """D(E(x)), as `reconstruct`; with `example_input_array` it lets the model summary count FLOPs."""
+        return self.reconstruct(x)
 
     @classmethod
     def load_from_checkpoint(  # type: ignore[override]

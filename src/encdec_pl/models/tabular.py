@@ -60,6 +60,7 @@ class TabularParts:
                                       hp["hidden_dim"], hp["depth"], hp["discrete_output"], hp["tau"])  # fmt: skip
         # sigma of the Gaussian likelihood on each number (numeric_loss=gaussian), learned
         self.log_sigma = nn.Parameter(torch.zeros(len(enc.numeric)))
+        self.example_input_array = torch.zeros(1, enc.width)  # the model summary's sizes and FLOPs
 
     def _check_rows(self, x: torch.Tensor) -> None:
         width = self.encoding.width

@@ -11,10 +11,13 @@ Set HYDRA_FULL_ERROR=1 to see tracebacks for everything.
 from __future__ import annotations
 
 import difflib
+import errno
 import functools
 import json
 import logging
 import os
+import secrets
+import shutil
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -46,6 +49,7 @@ EXIT_CONFIG_ERROR = 2  # like argparse: the command line or config is wrong
 EXIT_RUNTIME_ERROR = 1  # data, checkpoint or run failure
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def prepare_process(launchers: Sequence[type] = ()) -> None:
@@ -67,24 +71,35 @@ def prepare_process(launchers: Sequence[type] = ()) -> None:
     if not any(getattr(f, "__name__", "") == "_no_litlogger" for f in lightning_info.filters):
         lightning_info.addFilter(_no_litlogger)
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # The model summary cannot size bf16 weights and says so at every start; the sizes it prints are fp32's.
+    warnings.filterwarnings("ignore", message=r"Precision bf16-mixed is not supported by the model summary")
     # conf/hydra/launcher/ray.yaml keeps the Ray plugin's option name, so Hydra checks it against the
     # plugin's schema of that name (wanted: typos fail) and warns that such matching is deprecated.
     warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/ray' is validated against ConfigStore schema")
 
 
 def _no_litlogger(record: logging.LogRecord) -> bool:
-    return "litlogger" not in record.getMessage()
+    # ...and that the progress bar's model summary replaces Lightning's own (callbacks.model_summary).
+    message = record.getMessage()
+    return "litlogger" not in message and "Skipping setting a default `ModelSummary`" not in message
 
 
 def start_run(cfg: DictConfig) -> Path:
     """The start of every command's run: its folder, the seed, the resolved config saved; returns the folder.
 
-    Creates `paths.output_dir`; applies `extras.ignore_warnings`; seeds torch, numpy and Python with
-    `seed` where the config has one (seed=null draws one, recorded); saves the resolved config as
-    config.yaml and, with `extras.print_config`, prints the config tree (kept as config_tree.log).
+    `prepare_run`, then `record_run`. A command that builds and checks more before anything is
+    written (train) calls the two itself, with its checks in between.
     """
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    prepare_run(cfg)
+    return record_run(cfg)
+
+
+def prepare_run(cfg: DictConfig) -> None:
+    """Apply `extras.ignore_warnings`; seed torch, numpy and Python with `seed` where the config has one.
+
+    seed=null draws a random seed (Lightning 2.6's seed_everything(None) would use 0, every time),
+    logs it and puts it into `cfg`, so that config.yaml records it. Writes nothing.
+    """
     extras = cfg.get("extras") or {}
     if extras.get("ignore_warnings"):
         warnings.filterwarnings("ignore")
@@ -92,11 +107,21 @@ def start_run(cfg: DictConfig) -> Path:
         seed = cfg.seed
         if seed is not None and not (is_non_negative_int(seed) and seed < 2**32):
             raise ConfigError(f"seed={seed!r} is invalid: must be an integer in [0, 2**32 - 1], or null")
-        # seed=0 is a seed like any other; seed=null draws one, recorded in config.yaml.
+        if seed is None:
+            seed = secrets.randbelow(2**32)
+            log.info("seed=null: drew seed %d (saved in config.yaml; seed=%d repeats this run)", seed, seed)
+        # seed=0 is a seed like any other.
         with open_dict(cfg):
             cfg.seed = L.seed_everything(seed, workers=True, verbose=False)
+
+
+def record_run(cfg: DictConfig) -> Path:
+    """Create `paths.output_dir`, save the resolved config as config.yaml and, with `extras.print_config`,
+    print the config tree (kept as config_tree.log); return the folder."""
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
-    if extras.get("print_config"):
+    if (cfg.get("extras") or {}).get("print_config"):
         print_config_tree(cfg, save_to=output_dir / "config_tree.log")
     return output_dir
 
@@ -113,7 +138,9 @@ def write_summary(
     """
     summary = {"command": command, "status": status, "global_step": global_step, "metrics": metrics, **details}
     path = output_dir / "metrics.json"
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    partial = path.with_name(path.name + ".partial")  # written whole, then renamed: never half a file
+    partial.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(partial, path)
     return path
 
 
@@ -141,6 +168,29 @@ def run_cli(hydra_main: Callable[[], Any], launchers: Sequence[type] = ()) -> No
     except Exception as err:  # noqa: BLE001 - sorted into user errors and bugs by exit_on_user_error
         exit_on_user_error(err)
         raise
+    finally:
+        remove_empty_run_folders()
+
+
+# What Hydra and the entry points write into a run folder before anything of value: a folder that
+# holds nothing else was made by a command that was rejected (or had nothing to do).
+def _is_bookkeeping(entry: Path) -> bool:
+    if entry.is_dir():
+        return entry.name == ".hydra"
+    return entry.name == "config.yaml" or entry.suffix == ".log"  # <task>.log, config_tree.log
+
+
+def remove_empty_run_folders() -> None:
+    """Delete the run folders this command created that hold only bookkeeping (no checkpoint, image, log of a run)."""
+    from encdec_pl.runtime.config import CREATED_DIRS
+
+    for folder in CREATED_DIRS:
+        try:
+            entries = list(folder.iterdir())
+        except OSError:
+            continue
+        if all(_is_bookkeeping(entry) for entry in entries):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def user_errors(task: Callable[[DictConfig], T]) -> Callable[[DictConfig], T]:
@@ -184,8 +234,35 @@ def _root_cause(err: BaseException) -> BaseException:
     return err
 
 
+# A folder the run cannot write to: a read-only filesystem, missing permissions, a full disk.
+_WRITE_ERRORS = {
+    errno.EROFS: "the filesystem is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOSPC: "no space left on the device",
+    errno.ENOTDIR: "a file is in the way of the folder",
+}
+
+
+def _write_error(err: BaseException) -> OSError | None:
+    """The OSError behind `err` (itself, or a cause/context) when it says a path cannot be written."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in _WRITE_ERRORS and err.filename:
+            return err
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    return None
+
+
 def user_error_message(err: BaseException) -> str | None:
     """One line describing a user error, or None when `err` is a bug."""
+    write_error = _write_error(err)
+    if write_error is not None:
+        return (
+            f"cannot write to {write_error.filename}: {_WRITE_ERRORS[write_error.errno]}. Fix: choose a writable "
+            "folder for the run with hydra.run.dir=<folder> (or for all runs with paths.log_dir=<folder>)"
+        )
     err = _root_cause(err)
     if isinstance(err, EncDecError):
         return first_line(err)
@@ -200,6 +277,11 @@ def user_error_message(err: BaseException) -> str | None:
     if isinstance(err, OverrideParseException):
         override = getattr(err, "override", "")
         detail = first_line(err).removeprefix(f"Error parsing override '{override}'").strip() or "invalid syntax"
+        if "LexerNoViableAlt" in detail or "token recognition error" in detail:
+            # Hydra's grammar takes only plain ASCII characters in an unquoted value (a path with é, say)
+            key, _, value = str(override).partition("=")
+            example = f"\"{key}='{value}'\"" if key and value else "\"key='value'\""
+            detail += f"; quote the value for Hydra, inside the shell's quotes: {example}"
         return (
             f"cannot parse the override '{override}': {detail}" if override else f"cannot parse the override: {detail}"
         )

@@ -34,6 +34,9 @@ def _abspath(path: str) -> str:
     return os.path.normpath(Path(base, Path(path).expanduser()).absolute())
 
 
+CREATED_DIRS: list[Path] = []  # folders that _new_dir made in this process (run and sweep folders)
+
+
 def _new_dir(path: str) -> str:
     """`path`, else `path_2`, `path_3`...: the first that does not exist yet, created at once.
 
@@ -47,6 +50,7 @@ def _new_dir(path: str) -> str:
             candidate.mkdir(parents=True)
         except FileExistsError:
             continue
+        CREATED_DIRS.append(candidate)
         return str(candidate)
     raise AssertionError("unreachable")
 
@@ -205,6 +209,28 @@ def check_run_settings(cfg: DictConfig) -> None:
         if hint in (bool, bool | None) and not isinstance(value, bool) and (value is not None or hint is bool):
             allowed = "true or false" if hint is bool else "true, false or null"
             raise ConfigError(f"trainer.{name}={value!r} is invalid: must be {allowed}")
+        allowed = _numeric_type(hint)
+        if allowed and name in trainer_cfg and not _has_type(value, hint):
+            # Lightning would fail later with e.g. "'<' not supported between instances of 'str' and 'int'"
+            raise ConfigError(f"trainer.{name}={value!r} is invalid: must be {allowed}")
+
+
+def _numeric_type(hint: Any) -> str:
+    """'an integer', 'a number' (or '... or null') for a Trainer argument typed int/float/None only, else ''."""
+    args = set(typing.get_args(hint)) or {hint}
+    if int not in args or not args <= {int, float, type(None)}:
+        return ""
+    kind = "a number (an integer or a fraction)" if float in args else "an integer"
+    return f"{kind} or null" if type(None) in args else kind
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    args = set(typing.get_args(hint)) or {hint}
+    if value is None:
+        return type(None) in args
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (float in args and isinstance(value, float))
 
 
 MAIN_GROUPS = ("data", "model", "loss", "trainer", "callbacks", "logger")

@@ -1,14 +1,16 @@
 """Lightning callbacks of a training run (conf/callbacks/): pictures, measurements, faults, speed, checkpoints."""
 
-from encdec_pl.runtime.callbacks.checkpoints import LastCheckpoint
+from encdec_pl.runtime.callbacks.checkpoints import BestCheckpoint, LastCheckpoint
 from encdec_pl.runtime.callbacks.equilibrium import EquilibriumDetector
 from encdec_pl.runtime.callbacks.faults import FaultHandler
 from encdec_pl.runtime.callbacks.latent_norm import LatentNormPlot
 from encdec_pl.runtime.callbacks.quality import QualityMonitor
 from encdec_pl.runtime.callbacks.reconstructions import ReconstructionGrid
 from encdec_pl.runtime.callbacks.speed import FastStep
+from encdec_pl.runtime.callbacks.time_estimate import TimeEstimate
 
 __all__ = [
+    "BestCheckpoint",
     "EquilibriumDetector",
     "FastStep",
     "FaultHandler",
@@ -16,4 +18,5 @@ __all__ = [
     "LatentNormPlot",
     "QualityMonitor",
     "ReconstructionGrid",
+    "TimeEstimate",
 ]

@@ -11,10 +11,14 @@
   The trade-off: a fault is noticed up to `log_every_n_steps - 1` steps late (those steps are
   wasted, never saved), in exchange for not stalling the GPU queue at every step.
 - **SIGINT (Ctrl-C) and SIGTERM (a scheduler's preemption).** The first signal only sets a
-  flag; the step in progress finishes, then `checkpoints/last.ckpt` is written, the path and
-  the resume command are logged, and the process exits with 128 + the signal number (130,
-  143). A signal during validation takes effect at the end of the next training step. A
-  second Ctrl-C stops at once, without a new checkpoint (Lightning's own handling).
+  flag; the step in progress finishes, then `checkpoints/last.ckpt` is written (atomically).
+  The run stops just after Lightning has sent that step's metrics to the loggers (at the start
+  of the next step, or of a validation or the end of the epoch, whichever comes first), so the
+  logged history has no gap; the loggers are flushed, the path and the resume command are
+  logged, and the process exits with 128 + the signal number (130, 143). A signal during
+  validation takes effect at the end of the next training step. A second Ctrl-C stops at once,
+  without a new checkpoint (Lightning's own handling). With trainer.enable_checkpointing=false
+  nothing is saved: the run only stops at the step's end.
 - **Lower learning rate on resume.** `resume_lr_factor` multiplies the learning rate restored
   from the checkpoint (the optimizer state carries its own, so `model.lr` does not apply to
   a resumed run): the remedy the non-finite-loss message suggests.
@@ -41,6 +45,7 @@ import lightning as L
 import torch
 
 from encdec_pl.errors import EncDecError, is_number, is_positive_int, require
+from encdec_pl.runtime.callbacks.checkpoints import save_atomically
 from encdec_pl.runtime.resume import resume_command
 
 log = logging.getLogger(__name__)
@@ -143,6 +148,7 @@ class FaultHandler(L.Callback):
         self.simulate_nan_at_step = simulate_nan_at_step
         self.watch = NonFiniteWatch()
         self.received: signal.Signals | None = None  # the first signal received during this fit
+        self.saved_on_signal: Path | None | bool = False  # False: not stopping; else the checkpoint (None: none)
         self.previous_handlers: dict[int, Any] = {}
         self.active = False  # handlers installed, fit in progress
         self.main_pid = os.getpid()
@@ -153,7 +159,7 @@ class FaultHandler(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit" or not self.save_on_signal or threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set from the main thread
-        self.main_pid, self.received, self.active = os.getpid(), None, True
+        self.main_pid, self.received, self.active, self.saved_on_signal = os.getpid(), None, True, False
         self.previous_handlers = {signum: signal.getsignal(signum) for signum in HANDLED_SIGNALS}
         for signum in HANDLED_SIGNALS:
             signal.signal(signum, self._on_signal)
@@ -196,17 +202,35 @@ class FaultHandler(L.Callback):
             return False
         return trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
 
-    def _stop_on_signal(self, trainer: L.Trainer) -> None:
-        signum = self.received or signal.SIGTERM  # None: the signal reached another rank
+    def _save_on_signal(self, trainer: L.Trainer) -> None:
+        """Write the checkpoint of this step; the run stops once the step's metrics are logged (_stop_if_saved)."""
         self._raise_if_non_finite(trainer)  # never save a bad state
-        path = self.dirpath / "last.ckpt"
-        trainer.save_checkpoint(path, weights_only=False)
+        path = None
+        if trainer.checkpoint_callback is not None:  # None: trainer.enable_checkpointing=false
+            path = self.dirpath / "last.ckpt"
+            save_atomically(trainer, path)
+        self.saved_on_signal = path
+
+    def _stop_if_saved(self, trainer: L.Trainer) -> None:
+        if self.saved_on_signal is False:
+            return
+        signum = self.received or signal.SIGTERM  # None: the signal reached another rank
+        path = self.saved_on_signal
+        for logger in trainer.loggers:  # the last step's metrics reach the files before the exit
+            logger.save()
         self._restore_handlers()
         if trainer.is_global_zero:
             name, step = signum.name, trainer.global_step
-            log.warning(
-                "Stopped by %s at step %d; checkpoint: %s\n  resume with: %s", name, step, path, resume_command(path)
-            )
+            if path is None:
+                log.warning("Stopped by %s at step %d; no checkpoint (trainer.enable_checkpointing=false)", name, step)
+            else:
+                log.warning(
+                    "Stopped by %s at step %d; checkpoint: %s\n  resume with: %s",
+                    name,
+                    step,
+                    path,
+                    resume_command(path),
+                )
         raise RunInterrupted(signum)
 
     # ----- training hooks ---------------------------------------------------------------------
@@ -232,6 +256,7 @@ class FaultHandler(L.Callback):
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
+        self._stop_if_saved(trainer)
         if self.received is not None and trainer.global_step == self.start_step and trainer.world_size == 1:
             log.warning("Stopped by %s before the first training step: nothing new to save", self.received.name)
             self._restore_handlers()
@@ -249,12 +274,16 @@ class FaultHandler(L.Callback):
         self.watch.record(trainer.global_step, outputs if isinstance(outputs, Mapping) else {"loss": outputs})
         if trainer.global_step % min(max(trainer.log_every_n_steps, 1), MAX_CHECK_INTERVAL) == 0:
             self._raise_if_non_finite(trainer)
-        if self.save_on_signal and self._stop_requested(trainer):
-            self._stop_on_signal(trainer)
+        if self.save_on_signal and self.saved_on_signal is False and self._stop_requested(trainer):
+            self._save_on_signal(trainer)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
+            self._stop_if_saved(trainer)
             self._raise_if_non_finite(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop_if_saved(trainer)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         # Raising here stops the file from being written. The weights are checked too: a step whose
@@ -271,6 +300,7 @@ class FaultHandler(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._raise_if_non_finite(trainer)
+        self._stop_if_saved(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore_handlers()

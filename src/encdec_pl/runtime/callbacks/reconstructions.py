@@ -50,16 +50,36 @@ class ReconstructionGrid(L.Callback):
         self.last_path: Path | None = None
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or getattr(pl_module, "is_tabular", False):
+        if not trainer.sanity_checking:
+            self.draw(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A run shorter than one validation interval still shows a picture, of its final state.
+        if self.last_path is None or self.last_path != self._path(trainer):
+            self.draw(trainer, pl_module)
+
+    def _path(self, trainer: L.Trainer) -> Path:
+        return self.dirpath / f"step_{trainer.global_step:06d}.png"
+
+    def draw(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or getattr(pl_module, "is_tabular", False):
             return  # (table rows are no pictures: `sample` and `evaluate` show what a tabular model makes)
         if self.images is None:  # the first validation images, the same ones every time
-            dataset = trainer.val_dataloaders.dataset
+            loader = trainer.val_dataloaders
+            if loader is None and trainer.datamodule is not None:  # no validation has run
+                loader = trainer.datamodule.val_dataloader()
+            if loader is None:
+                return
+            dataset = loader.dataset
             self.images = torch.stack([dataset[i][0] for i in range(min(self.num_images, len(dataset)))])
+        was_training = pl_module.training
+        pl_module.eval()
         with torch.no_grad():
             reconstructions = pl_module.reconstruct(self.images.to(pl_module.device)).float().cpu()
+        pl_module.train(was_training)
         grid = reconstruction_grid(self.images, reconstructions, self.images_per_row)
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        self.last_path = self.dirpath / f"step_{trainer.global_step:06d}.png"
+        self.last_path = self._path(trainer)
         save_image(grid, self.last_path)
         caption = f"originals above reconstructions, step {trainer.global_step}"
         log_image(trainer, "val/reconstructions", grid, caption=caption)

@@ -32,7 +32,7 @@ class JobResult:
     name: str  # the job's folder, relative to the sweep folder ("0", "1", ...)
     folder: Path
     overrides: dict[str, str]  # key (or config group) -> value, as typed on the command line
-    status: str  # completed | interrupted | failed
+    status: str  # completed | interrupted | diverged | failed | running (still, or killed: kill -9, OOM, node lost)
     error: str = ""  # why it failed, one line
     global_step: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
@@ -77,6 +77,10 @@ def read_job(sweep_dir: Path, folder: Path) -> JobResult:
         return JobResult(name, folder, overrides, "failed", error or NO_RESULT)
     summary = json.loads(summary_file.read_text())
     status = summary.get("status", "failed")
+    if status == "running" and not error:
+        # metrics.json is rewritten with each interval checkpoint: "running" at the end means the job
+        # is still running, or was killed without a chance to say so.
+        error = f"still running, or killed at step {summary.get('global_step')} (its last interval checkpoint)"
     return JobResult(name, folder, overrides, status, error, summary.get("global_step"), summary.get("metrics", {}))
 
 
@@ -85,6 +89,11 @@ def read_sweep(sweep_dir: str | Path) -> list[JobResult]:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise SweepError(f"no sweep folder at {sweep_dir}")
+    if (sweep_dir / ".hydra" / "overrides.yaml").is_file() and not (sweep_dir / "multirun.yaml").is_file():
+        raise SweepError(
+            f"{sweep_dir} is the folder of a single run, not of a sweep: the report compares the jobs of a multirun "
+            "(give outputs/train/multirun/<date>_<time>); a single run's results are its metrics.json and images/"
+        )
     folders = sorted(
         (p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml") if ".submitit" not in p.parts),
         key=lambda p: _natural_key(str(p.relative_to(sweep_dir))),
