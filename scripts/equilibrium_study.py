@@ -1,16 +1,23 @@
-"""The equilibrium study: does quality stop improving when the latent norm settles, and does the
-level it settles at follow `loss.margin`?
+"""The equilibrium study: does quality stop improving when the latent norm settles, does the
+detector (callbacks=equilibrium) fire there, and does the level it settles at follow `loss.margin`?
 
     python scripts/equilibrium_study.py                  # train what is missing, then analyse
-    python scripts/equilibrium_study.py --stage analyse  # figures and numbers from finished runs
+    python scripts/equilibrium_study.py --stage analyse  # figures and numbers from the committed records
 
-Runs EDE (published settings, MNIST, seed 0) with `callbacks=quality`, which scores the model
-every N steps on fixed validation subsets and runs the equilibrium detector:
-  - the main run, margin 1, for --epochs epochs, quality every 100 steps;
-  - one run per other margin (--margins), for --margin-epochs epochs, quality every 200 steps.
-Runs go to <out>/margin_<m>/ and are skipped when finished (resumed when interrupted).
-The analysis writes docs/images/equilibrium_study.png, docs/images/equilibrium_margins.png
-and docs/results/equilibrium_study.json (and prints a summary).
+Runs EDE with the recipe (--experiment, default ede_mnist_fast) with `callbacks=quality`, which scores
+the model every --every steps on fixed validation subsets and runs the equilibrium detector:
+  - the main runs: --seeds (0 1 2), --steps steps each (well past the quality plateau);
+  - optionally one run per other margin (--margins), --margin-steps steps, quality every 200 steps.
+Each finished run leaves a small record, docs/results/runs/equilibrium/<run>.json (the command, wall
+time, load, its logged latent norm and quality rows): commit them, and a later session (without the
+run folders) trains only the runs without one. A run interrupted within a session resumes from its
+checkpoint under --out.
+
+Analysis per seed: the step at which the detector fires on the windowed latent norm (the defaults of
+conf/callbacks/equilibrium.yaml) against each quality metric's plateau step, the first measured step
+after which the metric gained less than 1% of its total (start-to-end) gain. Writes
+docs/images/equilibrium_seed<k>.png, docs/images/equilibrium_margins.png (with --margins) and
+docs/results/equilibrium_study.json.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from statistics import mean
 
@@ -29,7 +37,7 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from logged_runs import run, train_resumably  # noqa: E402 - scripts/: the script's own folder is on sys.path
+from logged_runs import completed, run  # noqa: E402 - scripts/: the script's own folder is on sys.path
 
 from encdec_pl.evaluation.equilibrium import EquilibriumRule, find_equilibrium  # noqa: E402
 from encdec_pl.runtime.history import measurements, read_csv_history, series  # noqa: E402
@@ -46,15 +54,59 @@ def margin_name(margin: float) -> str:
     return f"margin_{margin:g}"
 
 
-def train(run_dir: Path, margin: float, epochs: int, every: int, extra: list[str]) -> None:
-    overrides = [
+def train(
+    run_dir: Path, record: Path, overrides: list[str], steps: int, every: int, seed: int, extra: list[str]
+) -> None:
+    """Train one run unless its record exists; then write the record (command, wall time, history)."""
+    if record.is_file():
+        return
+    last = run_dir / "checkpoints" / "last.ckpt"
+    command = [
+        sys.executable, "-m", "encdec_pl.train",
+        *overrides,
+        f"hydra.run.dir={run_dir}",
         "callbacks=quality",
         f"callbacks.quality.every_n_steps={every}",
-        f"loss.margin={margin}",
-        f"trainer.max_epochs={epochs}",
+        f"trainer.max_steps={steps}",
+        "trainer.max_epochs=-1",
+        "trainer.max_time=null",
+        f"seed={seed}",
+        "logger=csv",
+        "data.num_workers=0",  # one core per run
+        "extras.print_config=false",
         "tags=[equilibrium_study]",
+        *extra,
+    ]  # fmt: skip
+    load_at_start, start = [round(x, 2) for x in os.getloadavg()], time.time()
+    if not completed(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        run(command + ([f"ckpt_path={last}"] if last.is_file() else []), run_dir / "study_train.log")
+    keys = ("train/latent_norm_avg", *(q[0] for q in QUALITY), "quality/code_variance", "quality/latent_norm")
+    rows = [
+        {"step": int(r["step"]), **{k: r[k] for k in keys if k in r}}
+        for r in read_csv_history(run_dir / "csv")
+        if any(k in r for k in keys)
     ]
-    train_resumably(run_dir, overrides, extra, "study_train.log")
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({
+        "command": " ".join(["python", *command[1:]]), "seed": seed, "steps": steps,
+        "train_wall_s": round(time.time() - start, 1), "load_at_start": load_at_start,
+        "load_at_end": [round(x, 2) for x in os.getloadavg()], "cpu_count": os.cpu_count(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "rows": rows,
+    }) + "\n")  # fmt: skip
+    print(f"record written: {record}", flush=True)
+
+
+def plateau_step(steps: list, values: list, higher_better: bool, share: float = 0.01) -> int | None:
+    """The first measured step after which the metric gained less than `share` of its total gain."""
+    sign = 1 if higher_better else -1
+    total = sign * (values[-1] - values[0])
+    if total <= 0:
+        return None  # no gain at all
+    for step, value in zip(steps, values, strict=True):
+        if sign * (values[-1] - value) < share * total:
+            return int(step)
+    return int(steps[-1])
 
 
 def nearest(steps: list[int], values: list[float], step: int) -> float:
@@ -63,19 +115,20 @@ def nearest(steps: list[int], values: list[float], step: int) -> float:
 
 def analyse_main(rows: list[dict], rule: EquilibriumRule) -> dict:
     """Equilibrium step of the windowed latent norm, and each quality metric before and after it."""
-    steps, norms = series(rows, "train/latent_norm_avg")
+    steps, norms = series(rows, "train/latent_norm_avg", "step")
     eq_step = find_equilibrium([int(s) for s in steps], norms, rule)
     result: dict = {"equilibrium_step": eq_step, "last_step": int(steps[-1]), "quality": {}}
     if eq_step is not None:
         result["latent_norm_at_equilibrium"] = nearest(steps, norms, eq_step)
     result["latent_norm_at_end"] = mean(norms[-20:])
     for key, _, higher_better in QUALITY:
-        q_steps, q_values = measurements(rows, key)
+        q_steps, q_values = measurements(rows, key, "step")
         if not q_steps:
             continue
         start, end = q_values[0], q_values[-1]
         best = max(q_values) if higher_better else min(q_values)
-        entry = {"start": start, "end": end, "best": best, "best_step": int(q_steps[q_values.index(best)])}
+        entry = {"start": start, "end": end, "best": best, "best_step": int(q_steps[q_values.index(best)]),
+                 "plateau_step_1pct": plateau_step(q_steps, q_values, higher_better)}  # fmt: skip
         if eq_step is not None:
             at_eq = nearest(q_steps, q_values, eq_step)
             entry["at_equilibrium"] = at_eq
@@ -88,38 +141,40 @@ def analyse_main(rows: list[dict], rule: EquilibriumRule) -> dict:
 def analyse_margins(runs: dict[float, list[dict]]) -> dict:
     out = {}
     for margin, rows in sorted(runs.items()):
-        _, norms = series(rows, "train/latent_norm_avg")
-        _, variances = measurements(rows, "quality/code_variance")
-        _, test_norms = measurements(rows, "quality/latent_norm")
+        _, norms = series(rows, "train/latent_norm_avg", "step")
+        _, variances = measurements(rows, "quality/code_variance", "step")
+        _, test_norms = measurements(rows, "quality/latent_norm", "step")
         out[f"{margin:g}"] = {
             "margin": margin,
             "push_hinge_variance": margin**2 / 2,  # per-dim variance at which random pairs sit `margin` apart
             "latent_norm_avg_end": mean(norms[-20:]),
             "latent_norm_eval_end": test_norms[-1] if test_norms else None,
             "code_variance_end": variances[-1] if variances else None,
-            "last_step": int(series(rows, "train/latent_norm_avg")[0][-1]),
+            "last_step": int(series(rows, "train/latent_norm_avg", "step")[0][-1]),
         }
     return out
 
 
-def plot_main(rows: list[dict], result: dict, path: Path) -> None:
+def plot_main(rows: list[dict], result: dict, path: Path, title: str) -> None:
     fig, axes = plt.subplots(len(QUALITY) + 1, 1, figsize=(7.5, 9), sharex=True)
-    steps, norms = series(rows, "train/latent_norm_avg")
+    steps, norms = series(rows, "train/latent_norm_avg", "step")
     axes[0].plot(steps, norms, color="tab:blue")
     axes[0].set_ylabel("latent norm\n(64-step mean)", fontsize=8)
     for key, label, _ in QUALITY:
         ax = axes[1 + [q[0] for q in QUALITY].index(key)]
-        ax.plot(*measurements(rows, key), marker="o", markersize=3, linewidth=0.6, color="tab:green")
+        ax.plot(*measurements(rows, key, "step"), marker="o", markersize=3, linewidth=0.6, color="tab:green")
         ax.set_ylabel(label.replace(", ", ",\n"), fontsize=8)
+        plateau = result["quality"].get(key, {}).get("plateau_step_1pct")
+        if plateau is not None:
+            ax.axvline(plateau, color="tab:gray", linestyle=":", linewidth=1)
     for ax in axes:
         ax.grid(alpha=0.3)
         if result["equilibrium_step"] is not None:
             ax.axvline(result["equilibrium_step"], color="tab:red", linestyle="--", linewidth=1)
-    title = "EDE on MNIST (margin 1, fake_weight 2, seed 0)"
     if result["equilibrium_step"] is not None:
         title += f": equilibrium detected at step {result['equilibrium_step']} (red)"
     axes[0].set_title(title, fontsize=9)
-    axes[-1].set_xlabel("training step (430 per epoch)")
+    axes[-1].set_xlabel("training step (grey dotted: <1% of the metric's total gain after it)")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -128,8 +183,8 @@ def plot_main(rows: list[dict], result: dict, path: Path) -> None:
 def plot_margins(runs: dict[float, list[dict]], path: Path) -> None:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 6), sharex=True)
     for margin, rows in sorted(runs.items()):
-        (line,) = top.plot(*series(rows, "train/latent_norm_avg"), label=f"margin {margin:g}")
-        bottom.plot(*measurements(rows, "quality/code_variance"), marker="o", markersize=3, color=line.get_color())
+        (line,) = top.plot(*series(rows, "train/latent_norm_avg", "step"), label=f"margin {margin:g}")
+        bottom.plot(*measurements(rows, "quality/code_variance", "step"), marker=".", color=line.get_color())
         bottom.axhline(margin**2 / 2, color=line.get_color(), linestyle=":", linewidth=1)
     top.set_ylabel("latent norm (64-step mean)", fontsize=8)
     top.set_yscale("log")
@@ -146,9 +201,12 @@ def plot_margins(runs: dict[float, list[dict]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=6, help="length of the main run (margin 1)")
-    parser.add_argument("--margins", type=float, nargs="*", default=[0.5, 2.0, 4.0], help="other margins to run")
-    parser.add_argument("--margin-epochs", type=int, default=3, help="length of the other margins' runs")
+    parser.add_argument("--experiment", default="ede_mnist_fast", help="the settings studied (an experiment config)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=8000, help="length of each main run")
+    parser.add_argument("--every", type=int, default=200, help="steps between quality measurements")
+    parser.add_argument("--margins", type=float, nargs="*", default=[], help="other margins to run (seed 0)")
+    parser.add_argument("--margin-steps", type=int, default=2000, help="length of the other margins' runs")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "equilibrium_study")
     parser.add_argument("--stage", choices=("train", "analyse", "all"), default="all")
     parser.add_argument("--figures", type=Path, default=REPO / "docs" / "images")
@@ -156,25 +214,43 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every training run")
     args = parser.parse_args()
     out = args.out.absolute()
+    records = args.results / "runs" / "equilibrium"
+    base = [f"experiment={args.experiment}"]
+    mains = {seed: f"{args.experiment}_{args.steps}steps_seed{seed}" for seed in args.seeds}
+    margins = {m: f"{args.experiment}_margin{m:g}_{args.margin_steps}steps_seed0" for m in args.margins}
     if args.stage in ("train", "all"):
         classifier = Path(os.environ.get("ENCDEC_CACHE_DIR", "~/.cache/encdec-pl")).expanduser()
         if not (classifier / "classifiers" / "mnist.pt").is_file():
             out.mkdir(parents=True, exist_ok=True)
             run([sys.executable, "-m", "encdec_pl.classifier", "data=mnist", "data.num_workers=0",
                  f"hydra.run.dir={out / 'classifier'}"], out / "classifier.log")  # fmt: skip
-        train(out / margin_name(1.0), 1.0, args.epochs, 100, args.overrides)
-        for margin in args.margins:
-            train(out / margin_name(margin), margin, args.margin_epochs, 200, args.overrides)
+        for seed, name in mains.items():
+            train(out / name, records / f"{name}.json", base, args.steps, args.every, seed, args.overrides)
+        for margin, name in margins.items():
+            overrides = [*base, f"loss.margin={margin}"]
+            train(out / name, records / f"{name}.json", overrides, args.margin_steps, 200, 0, args.overrides)
     if args.stage in ("analyse", "all"):
         rule = EquilibriumRule()  # the detector's defaults (conf/callbacks/equilibrium.yaml)
-        runs = {m: read_csv_history(out / margin_name(m) / "csv") for m in [1.0, *args.margins]}
-        main_result = analyse_main(runs[1.0], rule)
-        margins = analyse_margins(runs)
+        summary: dict = {"rule": vars(rule), "experiment": args.experiment, "seeds": {}}
         args.figures.mkdir(parents=True, exist_ok=True)
+        for seed, name in mains.items():
+            if not (records / f"{name}.json").is_file():
+                continue
+            record = json.loads((records / f"{name}.json").read_text())
+            result = analyse_main(record["rows"], rule)
+            result.update(train_wall_s=record["train_wall_s"], load=[record["load_at_start"], record["load_at_end"]])
+            summary["seeds"][seed] = result
+            title = f"EDE, experiment={args.experiment}, seed {seed}"
+            plot_main(record["rows"], result, args.figures / f"equilibrium_seed{seed}.png", title)
+        first = records / f"{mains[args.seeds[0]]}.json"
+        margin_runs = {1.0: json.loads(first.read_text())["rows"]} if first.is_file() else {}
+        for margin, name in margins.items():
+            if (records / f"{name}.json").is_file():
+                margin_runs[margin] = json.loads((records / f"{name}.json").read_text())["rows"]
+        if len(margin_runs) > 1:
+            summary["margins"] = analyse_margins(margin_runs)
+            plot_margins(margin_runs, args.figures / "equilibrium_margins.png")
         args.results.mkdir(parents=True, exist_ok=True)
-        plot_main(runs[1.0], main_result, args.figures / "equilibrium_study.png")
-        plot_margins(runs, args.figures / "equilibrium_margins.png")
-        summary = {"main_run": main_result, "margins": margins, "rule": vars(rule)}
         (args.results / "equilibrium_study.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(json.dumps(summary, indent=2))
 

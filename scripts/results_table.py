@@ -1,35 +1,56 @@
-"""The results table of docs/results.md: EDE at fake_weight 0, 1, 2, 4, AE and VAE on MNIST and Fashion-MNIST.
+"""The results table of docs/results.md: EDE's recipe at fake_weight 0, 1, 2, 4, EDE's published
+settings, and the AE and VAE at their best settings, on MNIST and Fashion-MNIST, at one budget.
 
-    python scripts/results_table.py                       # train what is missing, evaluate, write the table
-    python scripts/results_table.py --epochs 20 trainer.accelerator=gpu   # a GPU budget
-    python scripts/results_table.py --stage train          # only the training runs
+    python scripts/results_table.py                        # train and evaluate what is missing, write the table
+    python scripts/results_table.py --images 384000        # another budget (training images per run)
+    python scripts/results_table.py --stage table          # only the table, from the committed records
+    python scripts/results_table.py --datasets mnist --rows "EDE recipe" AE
 
-Every run gets the same budget (--epochs, batch 128, seed 0), the same networks and the
-same data; each is then scored by `python -m encdec_pl.evaluate` on the test split.
-Runs live in <out>/<dataset>/<model>/ (checkpoints, images, csv/) with the evaluation in
-<out>/<dataset>/<model>/evaluation/. Finished steps are skipped when the script is run
-again, so an interrupted table resumes where it stopped (a half-finished training run
-restarts from its last checkpoint). Extra arguments are Hydra overrides for every
-training run. The table is written to <out>/results.md, .csv and .json.
+Every run sees the same number of training images (--images; trainer.max_steps = images / batch size)
+with the same networks and data, and is scored by `python -m encdec_pl.evaluate` on the test split.
+Its training also runs callbacks=quality (every --quality-every steps on fixed validation subsets),
+which gives the quality-against-budget curve (docs/images/quality_vs_budget_<dataset>.png).
+
+Resuming: each finished run (trained and evaluated) leaves one small record,
+docs/results/runs/<budget>/<dataset>/<run>.json, with its command, overrides, steps, wall times, the
+machine's load, every metric of `evaluate` and its quality curve. Commit the records: a later
+session (whose outputs/ folder is gone) trains only the runs without one. A run interrupted inside a
+session restarts from its last checkpoint under --out. Seeds: 3 for the recipe, AE and VAE rows,
+1 for the rest (--seeds changes the 3). Extra arguments are Hydra overrides for every training run.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
+import os
+import platform
+import shutil
 import sys
+import time
 from pathlib import Path
+from statistics import mean, stdev
 
-from logged_runs import run, train_resumably  # scripts/: the script's own folder is on sys.path
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))  # runs from a checkout without activating the venv too
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from logged_runs import completed, run  # noqa: E402 - scripts/: the script's own folder is on sys.path
 
 DATASETS = ("mnist", "fashion_mnist")
-# name in the table -> overrides selecting it: EDE at four fake weights, then every other model in conf/model
-MODELS = {f"EDE fw={weight}": ["model=ede", f"loss.fake_weight={weight}"] for weight in (0, 1, 2, 4)}
-MODELS |= {
-    option.upper(): [f"model={option}"]
-    for option in sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "model").glob("*.yaml"))
-    if option != "ede"
+# row -> (overrides, with {ds} the dataset; seeds: "many" = --seeds, 1 = seed 0 only)
+ROWS: dict[str, tuple[list[str], str | int]] = {
+    "EDE recipe fw=0": (["experiment=ede_{ds}_fast", "loss.fake_weight=0"], 1),
+    "EDE recipe fw=1": (["experiment=ede_{ds}_fast", "loss.fake_weight=1"], 1),
+    "EDE recipe fw=2": (["experiment=ede_{ds}_fast", "loss.fake_weight=2"], 1),
+    "EDE recipe fw=4": (["experiment=ede_{ds}_fast", "loss.fake_weight=4"], 1),
+    "EDE recipe": (["experiment=ede_{ds}_fast"], "many"),
+    "EDE published": (["experiment=ede_published", "data={ds}"], 1),
+    "AE (best)": (["experiment=ae_mnist_best", "data={ds}"], "many"),
+    "VAE (best)": (["experiment=vae_mnist_best", "data={ds}"], "many"),
 }
 # (key in evaluation metrics.json, column title, digits)
 COLUMNS = [
@@ -40,90 +61,216 @@ COLUMNS = [
     ("frechet/samples", "FD samples", 2),
     ("mse", "pixel MSE", 4),
 ]
+CURVE_KEYS = ["quality/label_preservation", "quality/frechet/samples", "quality/frechet/reconstructions",
+              "quality/probe/knn/codes", "train/latent_norm_avg"]  # fmt: skip
 
 
-def folder_name(model: str) -> str:
-    return model.lower().replace(" ", "_").replace("=", "")
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_").replace("__", "_")
 
 
-def train(run_dir: Path, dataset: str, overrides: list[str], epochs: int, extra: list[str]) -> None:
-    settings = [f"data={dataset}", *overrides, f"trainer.max_epochs={epochs}", "tags=[results_table]"]
-    train_resumably(run_dir, settings, extra, "table_train.log")
+def load_now() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
-def evaluate(run_dir: Path, dataset: str, extra_eval: list[str]) -> dict:
+def quality_curve(run_dir: Path) -> list[dict]:
+    """The quality callback's rows (step, metrics) from the run's CSV log."""
+    from encdec_pl.runtime.history import read_csv_history
+
+    rows = read_csv_history(run_dir / "csv")
+    return [
+        {"step": int(r["step"]), **{k: float(r[k]) for k in CURVE_KEYS if r.get(k) not in (None, "")}}
+        for r in rows
+        if r.get("quality/label_preservation") not in (None, "")
+    ]
+
+
+def train_and_evaluate(name: str, ds: str, seed: int, overrides: list[str], args: argparse.Namespace) -> dict:
+    run_dir = args.out / str(args.images) / ds / f"{slug(name)}_seed{seed}"
+    batch_size = 128  # every row's batch size (the table checks the composed configs agree)
+    steps = args.images // batch_size
+    train_command = [
+        sys.executable, "-m", "encdec_pl.train",
+        *overrides,
+        f"hydra.run.dir={run_dir}",
+        f"data.batch_size={batch_size}",
+        f"trainer.max_steps={steps}",
+        "trainer.max_epochs=-1",
+        "trainer.max_time=null",
+        f"seed={seed}",
+        "callbacks=quality",
+        f"callbacks.quality.every_n_steps={args.quality_every}",
+        "logger=csv",
+        "data.num_workers=0",  # one core per run
+        "extras.print_config=false",
+        "tags=[results_table]",
+        *args.overrides,
+    ]  # fmt: skip
+    record: dict = {"row": name, "dataset": ds, "seed": seed, "images": steps * batch_size, "steps": steps,
+                    "batch_size": batch_size, "overrides": overrides + args.overrides,
+                    "command": " ".join(["python", *train_command[1:]]),
+                    "machine": f"{platform.machine()} {os.cpu_count()} cores, torch threads "
+                               f"{os.environ.get('OMP_NUM_THREADS', 'default')}"}  # fmt: skip
+    record["load_at_start"] = load_now()
+    start = time.time()
+    if not completed(run_dir):
+        last = run_dir / "checkpoints" / "last.ckpt"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        run(train_command + ([f"ckpt_path={last}"] if last.is_file() else []), run_dir / "table_train.log")
+    record["train_wall_s"] = round(time.time() - start, 1)  # includes start-up and the quality measurements
     out = run_dir / "evaluation"
+    start = time.time()
     if not (out / "metrics.json").is_file():
-        command = [
-            sys.executable, "-m", "encdec_pl.evaluate",
-            f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
-            f"hydra.run.dir={out}",
-            f"data={dataset}",
-            "extras.print_config=false",
-            *extra_eval,
-        ]  # fmt: skip
-        run(command, run_dir / "table_evaluate.log")
-    return json.loads((out / "metrics.json").read_text())
+        run([sys.executable, "-m", "encdec_pl.evaluate", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+             f"hydra.run.dir={out}", f"data={ds}", "extras.print_config=false", *args.eval],
+            run_dir / "table_evaluate.log")  # fmt: skip
+    record["evaluate_wall_s"] = round(time.time() - start, 1)
+    record["load_at_end"] = load_now()
+    evaluation = json.loads((out / "metrics.json").read_text())
+    record["evaluation"] = evaluation
+    record["quality_curve"] = quality_curve(run_dir)
+    if seed == 0:  # the row's picture: test reconstructions and samples side by side
+        record["figure"] = str(side_by_side(out, args.figures / f"{ds}_{slug(name)}.png").relative_to(REPO))
+    return record
 
 
-def write_table(results: dict[str, dict[str, dict]], out: Path, epochs: int) -> None:
-    rows = []
-    for dataset, by_model in results.items():
-        for model, evaluation in by_model.items():
-            metrics = evaluation["metrics"]
-            rows.append({"dataset": dataset, "model": model, **{key: metrics.get(key) for key, _, _ in COLUMNS}})
-    (out / "results.json").write_text(json.dumps({"epochs": epochs, "results": results}, indent=2) + "\n")
-    with (out / "results.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    lines = []
-    for dataset, by_model in results.items():
-        first = next(iter(by_model.values()))
-        ref = first["reference"]
+def side_by_side(evaluation_dir: Path, path: Path) -> Path:
+    from PIL import Image
+
+    left, right = (Image.open(evaluation_dir / n).convert("RGB") for n in ("reconstructions.png", "samples.png"))
+    canvas = Image.new("RGB", (left.width + 8 + right.width, max(left.height, right.height)), "white")
+    canvas.paste(left, (0, 0))
+    canvas.paste(right, (left.width + 8, 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return path
+
+
+def records_dir(args: argparse.Namespace, ds: str) -> Path:
+    return args.records / f"images_{args.images}" / ds
+
+
+def recipe_fake_weight(ds: str) -> float:
+    """loss.fake_weight of the recipe (conf/experiment/ede_<ds>_fast.yaml)."""
+    import yaml
+
+    return float(
+        yaml.safe_load((REPO / "conf" / "experiment" / f"ede_{ds}_fast.yaml").read_text())["loss"]["fake_weight"]
+    )
+
+
+def collect(args: argparse.Namespace) -> None:
+    for ds in args.datasets:
+        for name in args.rows:
+            overrides, seeds = ROWS[name]
+            if name.startswith("EDE recipe fw=") and float(name.split("=")[1]) == recipe_fake_weight(ds):
+                continue  # the same run as the recipe row's seed 0: the table shows that one
+            overrides = [o.format(ds=ds) for o in overrides]
+            for seed in range(args.seeds) if seeds == "many" else [0]:
+                path = records_dir(args, ds) / f"{slug(name)}_seed{seed}.json"
+                if path.is_file():
+                    continue
+                record = train_and_evaluate(name, ds, seed, overrides, args)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(record, indent=1) + "\n")
+                print(f"record written: {path}", flush=True)
+                if not args.keep_runs:
+                    shutil.rmtree(args.out / str(args.images) / ds / f"{slug(name)}_seed{seed}", ignore_errors=True)
+
+
+def cell(values: list[float], digits: int) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{mean(values):.{digits}f} ± {stdev(values):.{digits}f}"
+
+
+def write_table(args: argparse.Namespace) -> None:
+    lines = [f"Budget: {args.images} training images per run ({args.images // 128} steps at batch 128).", ""]
+    for ds in args.datasets:
+        records: dict[str, list[dict]] = {}
+        for path in sorted(records_dir(args, ds).glob("*.json")):
+            record = json.loads(path.read_text())
+            records.setdefault(record["row"], []).append(record)
+        if not records:
+            continue
+        any_record = next(iter(records.values()))[0]["evaluation"]
+        ref = any_record["reference"]
         lines += [
-            f"**{dataset}** ({epochs} epochs each; evaluation classifier test accuracy "
-            f"{first['classifier']['test_accuracy']:.4f}; probes on raw pixels: logreg "
-            f"{ref['probe/logreg/pixels']:.3f}, kNN {ref['probe/knn/pixels']:.3f}; "
-            f"Frechet distance between two sets of real images: {ref['frechet/real']:.2f})",
+            f"**{ds}** (evaluation classifier test accuracy {any_record['classifier']['test_accuracy']:.4f}; "
+            f"probes on raw pixels: logreg {ref['probe/logreg/pixels']:.3f}, kNN {ref['probe/knn/pixels']:.3f}; "
+            f"Frechet distance between two sets of real test images: {ref['frechet/real']:.2f})",
             "",
-            "| model | " + " | ".join(title for _, title, _ in COLUMNS) + " | logreg (untrained enc.) |",
-            "|---|" + "---:|" * (len(COLUMNS) + 1),
+            "| row | seeds | "
+            + " | ".join(title for _, title, _ in COLUMNS)
+            + " | train wall (s) | load (1-min avg) |",
+            "|---|---:|" + "---:|" * (len(COLUMNS) + 2),
         ]
-        for model, evaluation in by_model.items():
-            metrics = evaluation["metrics"]
-            cells = [f"{metrics[key]:.{digits}f}" for key, _, digits in COLUMNS]
-            cells.append(f"{evaluation['reference']['probe/logreg/untrained_encoder']:.3f}")
-            lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        for name in ROWS:
+            rs = records.get(name, [])
+            if name.startswith("EDE recipe fw=") and float(name.split("=")[1]) == recipe_fake_weight(ds):
+                rs = [r for r in records.get("EDE recipe", []) if r["seed"] == 0]
+            if not rs:
+                continue
+            cells = [cell([r["evaluation"]["metrics"][k] for r in rs], d) for k, _, d in COLUMNS]
+            walls = cell([r["train_wall_s"] for r in rs], 0)
+            loads = ", ".join(f"{r['load_at_start'][0]:.1f}-{r['load_at_end'][0]:.1f}" for r in rs)
+            lines.append(f"| {name} | {len(rs)} | " + " | ".join(cells) + f" | {walls} | {loads} |")
         lines.append("")
-    (out / "results.md").write_text("\n".join(lines))
-    print("\n".join(lines))
-    print(f"Table written to {out}/results.md (.csv, .json)")
+        plot_curves(records, args.figures / f"quality_vs_budget_{ds}.png", ds)
+    text = "\n".join(lines)
+    out = args.records / f"images_{args.images}" / "results_table.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+    print(text)
+    print(f"Table written to {out}")
+
+
+def plot_curves(records: dict[str, list[dict]], path: Path, ds: str) -> None:
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 6), sharex=True)
+    for name in ("EDE recipe", "EDE published", "AE (best)", "VAE (best)"):
+        for i, record in enumerate(records.get(name, [])):
+            curve = record["quality_curve"]
+            images = [row["step"] * record["batch_size"] for row in curve]
+            kwargs = {"label": name if i == 0 else None, "color": f"C{list(ROWS).index(name) % 10}", "alpha": 0.8}
+            top.plot(images, [row.get("quality/label_preservation") for row in curve], marker=".", **kwargs)
+            bottom.plot(images, [row.get("quality/frechet/samples") for row in curve], marker=".", **kwargs)
+    top.set_ylabel("label preservation\n(1000 validation images)", fontsize=8)
+    bottom.set_ylabel("Frechet distance, samples\n(classifier features)", fontsize=8)
+    bottom.set_yscale("log")
+    bottom.set_xlabel("training images")
+    top.legend(fontsize=8)
+    top.set_title(f"{ds}: quality against training budget (every seed a line)", fontsize=9)
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=3, help="training budget of every run (default 3: CPU)")
-    parser.add_argument("--out", type=Path, default=Path("outputs/results_table"), help="where the runs go")
-    parser.add_argument("--stage", choices=("train", "evaluate", "all"), default="all")
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument(
-        "--eval", action="append", default=[], metavar="OVERRIDE", help="a Hydra override for every evaluation"
+        "--images", type=int, default=128000, help="training images per run (default 128000: 1000 steps)"
     )
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of the recipe, AE and VAE rows")
+    parser.add_argument("--quality-every", type=int, default=100, help="steps between quality measurements")
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "results_table", help="where the runs go")
+    parser.add_argument("--records", type=Path, default=REPO / "docs" / "results" / "runs")
+    parser.add_argument("--figures", type=Path, default=REPO / "docs" / "images" / "results")
+    parser.add_argument("--stage", choices=("all", "table"), default="all")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--keep-runs", action="store_true", help="keep run folders after their record is written")
+    parser.add_argument("--eval", action="append", default=[], metavar="OVERRIDE", help="an override for evaluate")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every training run")
     args = parser.parse_args()
-    out = args.out.absolute()
-    results: dict[str, dict[str, dict]] = {}
-    for dataset in args.datasets:
-        for model in args.models:
-            run_dir = out / dataset / folder_name(model)
-            if args.stage in ("train", "all"):
-                train(run_dir, dataset, MODELS[model], args.epochs, args.overrides)
-            if args.stage in ("evaluate", "all"):
-                results.setdefault(dataset, {})[model] = evaluate(run_dir, dataset, args.eval)
-    if results:
-        write_table(results, out, args.epochs)
+    args.out = args.out.absolute()
+    if args.stage == "all":
+        collect(args)
+    write_table(args)
 
 
 if __name__ == "__main__":

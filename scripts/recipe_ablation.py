@@ -1,0 +1,166 @@
+"""Short comparison runs behind EDE's recipe (docs/recipe.md): the published settings, the recipe,
+and ablations (each one change against the recipe), at one budget, scored by callbacks=quality.
+
+    python scripts/recipe_ablation.py                         # train what is missing, write the table
+    python scripts/recipe_ablation.py --steps 600 --runs published recipe
+    python scripts/recipe_ablation.py --stage table
+
+Every run: `python -m encdec_pl.train <overrides> trainer.max_steps=<steps> seed=<seed> callbacks=quality`
+(quality every --every steps on fixed validation subsets, and of the final model), batch 128, one thread.
+Each finished run leaves docs/results/runs/ablation/<steps>steps/<run>_seed<seed>.json (command, wall
+time, machine load, the final quality metrics and the curve); commit them, and a later session trains
+only what has no record. The table goes to docs/results/runs/ablation/<steps>steps/table.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))  # runs from a checkout without activating the venv too
+
+from logged_runs import completed, run  # noqa: E402 - scripts/: the script's own folder is on sys.path
+
+# run -> overrides. "recipe" is experiment=ede_mnist_fast; each ablation changes one of its settings.
+RUNS: dict[str, list[str]] = {
+    "published": ["experiment=ede_published"],
+    "published + adam 1e-3": ["experiment=ede_published", "model.optimizer=adam", "model.lr=1e-3"],
+    "recipe": ["experiment=ede_mnist_fast"],
+    "recipe, rmsprop 1e-4 (published optimizer)": [
+        "experiment=ede_mnist_fast",
+        "model.optimizer=rmsprop",
+        "model.lr=1e-4",
+    ],
+    "recipe, lr x3": ["experiment=ede_mnist_fast", "model.lr=3e-3"],
+    "recipe, lr /3": ["experiment=ede_mnist_fast", "model.lr=3.3e-4"],
+    "recipe, fake_weight 0": ["experiment=ede_mnist_fast", "loss.fake_weight=0"],
+    "recipe, fake_weight 1": ["experiment=ede_mnist_fast", "loss.fake_weight=1"],
+    "recipe, fake_weight 4": ["experiment=ede_mnist_fast", "loss.fake_weight=4"],
+    "recipe, margin 2": ["experiment=ede_mnist_fast", "loss.margin=2"],
+    "recipe, push_weight 0.5": ["experiment=ede_mnist_fast", "loss.push_weight=0.5"],
+    "recipe, dropout 0": ["experiment=ede_mnist_fast", "model.dropout=0"],
+    "recipe, batch 64 (same images)": ["experiment=ede_mnist_fast", "data.batch_size=64"],
+    "AE, adam 1e-3": ["model=ae", "model.optimizer=adam", "model.lr=1e-3"],
+    "AE, adam 1e-3, mse (the defect)": ["model=ae", "model.optimizer=adam", "model.lr=1e-3", "model.recon_loss=mse"],
+    "VAE, adam 1e-3": ["model=vae", "model.optimizer=adam", "model.lr=1e-3"],
+}
+KEYS = [
+    "quality/label_preservation", "quality/probe/logreg/codes", "quality/probe/knn/codes",
+    "quality/frechet/reconstructions", "quality/frechet/samples", "quality/mse", "train/latent_norm_avg",
+]  # fmt: skip
+
+
+def slug(text: str) -> str:
+    out = "".join(c if c.isalnum() else "_" for c in text.lower())
+    while "__" in out:
+        out = out.replace("__", "_")
+    return out.strip("_")
+
+
+def steps_for(overrides: list[str], steps: int) -> int:
+    """Steps giving the same number of training images as `steps` at batch 128."""
+    for o in overrides:
+        if o.startswith("data.batch_size="):
+            return steps * 128 // int(o.split("=")[1])
+    return steps
+
+
+def one_run(name: str, seed: int, args: argparse.Namespace) -> dict:
+    overrides = RUNS[name]
+    steps = steps_for(overrides, args.steps)
+    run_dir = args.out / f"{args.steps}steps" / f"{slug(name)}_seed{seed}"
+    command = [
+        sys.executable, "-m", "encdec_pl.train", *overrides,
+        f"hydra.run.dir={run_dir}", f"trainer.max_steps={steps}", "trainer.max_epochs=-1", "trainer.max_time=null",
+        "trainer.num_sanity_val_steps=0", "trainer.check_val_every_n_epoch=1000",
+        f"seed={seed}", "callbacks=quality", f"callbacks.quality.every_n_steps={args.every}",
+        "logger=csv", "data.num_workers=0", "extras.print_config=false", "tags=[recipe_ablation]", *args.overrides,
+    ]  # fmt: skip
+    load_at_start, start = [round(x, 2) for x in os.getloadavg()], time.time()
+    if not completed(run_dir):
+        last = run_dir / "checkpoints" / "last.ckpt"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        run(command + ([f"ckpt_path={last}"] if last.is_file() else []), run_dir / "ablation_train.log")
+    from encdec_pl.runtime.history import read_csv_history
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
+    curve = [
+        {"step": int(r["step"]), **{k: r[k] for k in KEYS if k in r}}
+        for r in read_csv_history(run_dir / "csv")
+        if "quality/label_preservation" in r
+    ]
+    return {
+        "run": name, "overrides": overrides + args.overrides, "seed": seed, "steps": steps,
+        "images": args.steps * 128,
+        "experiment_configs": experiment_configs(overrides),
+        "command": " ".join(["python", *command[1:]]), "train_wall_s": round(time.time() - start, 1),
+        "load_at_start": load_at_start, "load_at_end": [round(x, 2) for x in os.getloadavg()],
+        "cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "final": {k: metrics[k] for k in KEYS if k in metrics}, "curve": curve,
+    }  # fmt: skip
+
+
+def experiment_configs(overrides: list[str]) -> dict:
+    """The experiment configs a run used, as they were (a later change of the recipe leaves the record exact)."""
+    import yaml
+
+    names = [o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")]
+    return {n: yaml.safe_load((REPO / "conf" / "experiment" / f"{n}.yaml").read_text()) for n in names}
+
+
+def write_table(folder: Path, steps: int) -> None:
+    records = [json.loads(p.read_text()) for p in sorted(folder.glob("*_seed*.json"))]
+    order = list(RUNS)
+    records.sort(key=lambda r: (order.index(r["run"]) if r["run"] in order else 99, r["seed"]))
+    lines = [
+        f"{steps} steps at batch 128 ({steps * 128} training images) per run; quality of the final model on "
+        "1000 validation images (callbacks=quality).",
+        "",
+        "| run | seed | label pres. | logreg | kNN | FD recon | FD samples | pixel MSE | wall (s) | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in records:
+        f = r["final"]
+        cells = [f"{f.get(k, float('nan')):.3f}" for k in KEYS[:3]]
+        cells += [f"{f.get(k, float('nan')):.1f}" for k in KEYS[3:5]] + [f"{f.get('quality/mse', float('nan')):.4f}"]
+        load = f"{r['load_at_start'][0]:.0f}-{r['load_at_end'][0]:.0f}"
+        lines.append(f"| {r['run']} | {r['seed']} | " + " | ".join(cells) + f" | {r['train_wall_s']:.0f} | {load} |")
+    (folder / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=300, help="steps per run at batch 128")
+    parser.add_argument("--every", type=int, default=100, help="steps between quality measurements")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[12345], help="12345: the search's trials' seed")
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "recipe_ablation")
+    parser.add_argument("--records", type=Path, default=REPO / "docs" / "results" / "runs" / "ablation")
+    parser.add_argument("--stage", choices=("all", "table"), default="all")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
+    args = parser.parse_args()
+    args.out = args.out.absolute()
+    folder = args.records / f"{args.steps}steps"
+    if args.stage == "all":
+        for name in args.runs:
+            for seed in args.seeds:
+                path = folder / f"{slug(name)}_seed{seed}.json"
+                if path.is_file():
+                    continue
+                record = one_run(name, seed, args)
+                folder.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(record, indent=1) + "\n")
+                print(f"record written: {path}", flush=True)
+                shutil.rmtree(args.out / f"{args.steps}steps" / f"{slug(name)}_seed{seed}", ignore_errors=True)
+    write_table(folder, args.steps)
+
+
+if __name__ == "__main__":
+    main()
