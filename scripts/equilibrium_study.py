@@ -16,8 +16,10 @@ checkpoint under --out.
 Analysis per seed: the step at which the detector fires on the windowed latent norm (the defaults of
 conf/callbacks/equilibrium.yaml) against each quality metric's plateau step, the first measured step
 after which the metric gained less than 1% of its total (start-to-end) gain. Writes
-docs/images/equilibrium_seed<k>.png, docs/images/equilibrium_margins.png (with --margins) and
-docs/results/equilibrium_study.json.
+docs/images/equilibrium_<experiment>_seed<k>.png, docs/images/equilibrium_<experiment>_margins.png
+(with --margins) and docs/results/equilibrium_<experiment>.json. The first study (published settings,
+one seed, 3 epochs; docs/results.md) was made by this script's earlier version (commit 8d96917):
+`--experiment ede_published --seeds 0 --epochs 3 --margins 0.5 2 4 --margin-epochs 2` is its equivalent.
 """
 
 from __future__ import annotations
@@ -204,6 +206,8 @@ def main() -> None:
     parser.add_argument("--experiment", default="ede_mnist_fast", help="the settings studied (an experiment config)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=8000, help="length of each main run")
+    parser.add_argument("--epochs", type=int, help="length of each main run in epochs (430 steps each)")
+    parser.add_argument("--margin-epochs", type=int, help="length of the other margins' runs in epochs")
     parser.add_argument("--every", type=int, default=200, help="steps between quality measurements")
     parser.add_argument("--margins", type=float, nargs="*", default=[], help="other margins to run (seed 0)")
     parser.add_argument("--margin-steps", type=int, default=2000, help="length of the other margins' runs")
@@ -213,6 +217,10 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=REPO / "docs" / "results")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every training run")
     args = parser.parse_args()
+    if args.epochs is not None:
+        args.steps = 430 * args.epochs
+    if args.margin_epochs is not None:
+        args.margin_steps = 430 * args.margin_epochs
     out = args.out.absolute()
     records = args.results / "runs" / "equilibrium"
     base = [f"experiment={args.experiment}"]
@@ -241,7 +249,7 @@ def main() -> None:
             result.update(train_wall_s=record["train_wall_s"], load=[record["load_at_start"], record["load_at_end"]])
             summary["seeds"][seed] = result
             title = f"EDE, experiment={args.experiment}, seed {seed}"
-            plot_main(record["rows"], result, args.figures / f"equilibrium_seed{seed}.png", title)
+            plot_main(record["rows"], result, args.figures / f"equilibrium_{args.experiment}_seed{seed}.png", title)
         first = records / f"{mains[args.seeds[0]]}.json"
         margin_runs = {1.0: json.loads(first.read_text())["rows"]} if first.is_file() else {}
         for margin, name in margins.items():
@@ -249,9 +257,9 @@ def main() -> None:
                 margin_runs[margin] = json.loads((records / f"{name}.json").read_text())["rows"]
         if len(margin_runs) > 1:
             summary["margins"] = analyse_margins(margin_runs)
-            plot_margins(margin_runs, args.figures / "equilibrium_margins.png")
+            plot_margins(margin_runs, args.figures / f"equilibrium_{args.experiment}_margins.png")
         args.results.mkdir(parents=True, exist_ok=True)
-        (args.results / "equilibrium_study.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (args.results / f"equilibrium_{args.experiment}.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(json.dumps(summary, indent=2))
 
 

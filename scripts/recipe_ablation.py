@@ -95,6 +95,7 @@ def one_run(name: str, seed: int, args: argparse.Namespace) -> dict:
         for r in read_csv_history(run_dir / "csv")
         if "quality/label_preservation" in r
     ]
+    curve = measured(curve)
     return {
         "run": name, "overrides": overrides + args.overrides, "seed": seed, "steps": steps,
         "images": args.steps * 128,
@@ -104,6 +105,16 @@ def one_run(name: str, seed: int, args: argparse.Namespace) -> dict:
         "cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "final": {k: metrics[k] for k in KEYS if k in metrics}, "curve": curve,
     }  # fmt: skip
+
+
+def measured(curve: list[dict]) -> list[dict]:
+    """The rows of a quality curve at which the model was scored (the CSV log repeats a value until the next)."""
+    out: list[dict] = []
+    for row in curve:
+        values = {k: v for k, v in row.items() if k.startswith("quality/")}
+        if not out or values != {k: v for k, v in out[-1].items() if k.startswith("quality/")}:
+            out.append(row)
+    return out
 
 
 def experiment_configs(overrides: list[str]) -> dict:

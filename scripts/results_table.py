@@ -3,6 +3,7 @@ settings, and the AE and VAE at their best settings, on MNIST and Fashion-MNIST,
 
     python scripts/results_table.py                        # train and evaluate what is missing, write the table
     python scripts/results_table.py --images 384000        # another budget (training images per run)
+    python scripts/results_table.py --epochs 1             # or in epochs (430 steps at batch 128 each)
     python scripts/results_table.py --stage table          # only the table, from the committed records
     python scripts/results_table.py --datasets mnist --rows "EDE recipe" AE
 
@@ -14,7 +15,9 @@ which gives the quality-against-budget curve (docs/images/quality_vs_budget_<dat
 Resuming: each finished run (trained and evaluated) leaves one small record,
 docs/results/runs/<budget>/<dataset>/<run>.json, with its command, overrides, steps, wall times, the
 machine's load, every metric of `evaluate` and its quality curve. Commit the records: a later
-session (whose outputs/ folder is gone) trains only the runs without one. A run interrupted inside a
+session (whose outputs/ folder is gone) trains only the runs without one. The first table of
+docs/results.md (published settings for every EDE row, AE and VAE at RMSprop 1e-4, one epoch) was made
+by this script's earlier version (commit 8d96917). A run interrupted inside a
 session restarts from its last checkpoint under --out. Seeds: 3 for the recipe, AE and VAE rows,
 1 for the rest (--seeds changes the 3). Extra arguments are Hydra overrides for every training run.
 """
@@ -83,6 +86,16 @@ def quality_curve(run_dir: Path) -> list[dict]:
         for r in rows
         if r.get("quality/label_preservation") not in (None, "")
     ]
+
+
+def measured(curve: list[dict]) -> list[dict]:
+    """The rows of a quality curve at which the model was scored (the CSV log repeats a value until the next)."""
+    out: list[dict] = []
+    for row in curve:
+        values = {k: v for k, v in row.items() if k.startswith("quality/")}
+        if not out or values != {k: v for k, v in out[-1].items() if k.startswith("quality/")}:
+            out.append(row)
+    return out
 
 
 def train_and_evaluate(name: str, ds: str, seed: int, overrides: list[str], args: argparse.Namespace) -> dict:
@@ -231,7 +244,7 @@ def plot_curves(records: dict[str, list[dict]], path: Path, ds: str) -> None:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 6), sharex=True)
     for name in ("EDE recipe", "EDE published", "AE (best)", "VAE (best)"):
         for i, record in enumerate(records.get(name, [])):
-            curve = record["quality_curve"]
+            curve = measured(record["quality_curve"])
             images = [row["step"] * record["batch_size"] for row in curve]
             kwargs = {"label": name if i == 0 else None, "color": f"C{list(ROWS).index(name) % 10}", "alpha": 0.8}
             top.plot(images, [row.get("quality/label_preservation") for row in curve], marker=".", **kwargs)
@@ -255,6 +268,7 @@ def main() -> None:
     parser.add_argument(
         "--images", type=int, default=128000, help="training images per run (default 128000: 1000 steps)"
     )
+    parser.add_argument("--epochs", type=int, help="the budget in epochs instead (430 steps of 128 images each)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of the recipe, AE and VAE rows")
     parser.add_argument("--quality-every", type=int, default=100, help="steps between quality measurements")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "results_table", help="where the runs go")
@@ -267,6 +281,8 @@ def main() -> None:
     parser.add_argument("--eval", action="append", default=[], metavar="OVERRIDE", help="an override for evaluate")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every training run")
     args = parser.parse_args()
+    if args.epochs is not None:
+        args.images = 430 * 128 * args.epochs
     args.out = args.out.absolute()
     if args.stage == "all":
         collect(args)

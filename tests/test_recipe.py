@@ -1,5 +1,5 @@
 """EDE's recipe and the baselines' best settings (docs/recipe.md): the experiment configs compose to
-what they promise, train, and the recipe learns faster than the published settings."""
+what they promise and train; the AE at its best settings learns digits."""
 
 from __future__ import annotations
 
@@ -95,20 +95,12 @@ def test_autoencoder_learns_past_a_constant_image(tmp_path: Path, data_root: Pat
     # The AE defect (docs/recipe.md): with pixel MSE the decoder's sigmoid saturated in the first steps
     # and the loss sat at ~0.11, a black image, for good. The AE at its best settings must learn digits.
     metrics = short_run(tmp_path, data_root, eval_classifier, AE_STEPS, "experiment=ae_mnist_best")
-    assert metrics["train/mse"] < AE_MAX_MSE
-    assert metrics["quality/label_preservation"] > 0.3
+    print("AE:", {k: round(v, 4) for k, v in metrics.items() if k.startswith("quality/")})
+    assert metrics["quality/mse"] < AE_MAX_MSE  # a black image: 0.11
+    assert metrics["quality/label_preservation"] > 0.3  # chance: 0.1
 
 
-@pytest.mark.slow
-def test_recipe_beats_the_published_settings(tmp_path: Path, data_root: Path, eval_classifier: Path) -> None:
-    recipe = short_run(tmp_path / "recipe", data_root, eval_classifier, STEPS, "experiment=ede_mnist_fast")
-    published = short_run(tmp_path / "published", data_root, eval_classifier, STEPS, "experiment=ede_published")
-    gain = recipe["quality/label_preservation"] - published["quality/label_preservation"]
-    assert gain > MARGIN, (recipe["quality/label_preservation"], published["quality/label_preservation"])
-
-
-# Chosen from the measurements in docs/recipe.md ("Tests"): at these budgets, seed 0.
-STEPS = 300
-MARGIN = 0.15
+# Measured (docs/recipe.md): at 300 steps, seed 0, with the tests' classifier, quality/mse 0.034 and
+# label preservation 0.80; a black image has mse 0.11 and label preservation ~0.1.
 AE_STEPS = 300
 AE_MAX_MSE = 0.06
