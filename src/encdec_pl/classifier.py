@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 @hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="train_classifier")
 @user_errors
 def main(cfg: DictConfig) -> dict[str, Any]:
-    output_dir = start_run(cfg)
+    output_dir = start_run(cfg, seeded=False)  # the classifier has its own classifier.seed
     datamodule = construct(cfg, "data")
     datamodule.prepare_data()
     info = train_as_configured(cfg, datamodule)

@@ -56,7 +56,7 @@ def save(cfg: DictConfig) -> str:
 @hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="dashboard")
 @user_errors
 def main(cfg: DictConfig) -> None:
-    start_run(cfg)
+    start_run(cfg, seeded=False)
     if cfg.preview:
         preview(cfg)
     else:

@@ -68,7 +68,7 @@ def summarise(values: list[float]) -> tuple[float, float]:
 @hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="bench_quality")
 @user_errors
 def main(cfg: DictConfig) -> None:
-    out = start_run(cfg)
+    out = start_run(cfg, seeded=False)  # each run has its seed (seeds)
     results: dict[str, dict[str, list[float]]] = {}
     for path, extra in cfg.paths_compared.items():
         for seed in cfg.seeds:

@@ -63,7 +63,7 @@ def interleaved_steps(batch_size: int, rounds: int, warmup: int, clock: str) -> 
 @hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="bench_step")
 @user_errors
 def main(cfg: DictConfig) -> None:
-    start_run(cfg)
+    start_run(cfg, seeded=False)
     if cfg.clock not in CLOCKS:
         raise ConfigError(f"clock={cfg.clock!r} is invalid: must be cpu or wall")
     if cfg.threads:

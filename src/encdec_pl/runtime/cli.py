@@ -84,18 +84,19 @@ def _no_litlogger(record: logging.LogRecord) -> bool:
     return "litlogger" not in message and "Skipping setting a default `ModelSummary`" not in message
 
 
-def start_run(cfg: DictConfig) -> Path:
+def start_run(cfg: DictConfig, seeded: bool = True) -> Path:
     """The start of every command's run: its folder, the seed, the resolved config saved; returns the folder.
 
     `prepare_run`, then `record_run`. A command that builds and checks more before anything is
     written (train) calls the two itself, with its checks in between.
     """
-    prepare_run(cfg)
+    prepare_run(cfg, seeded)
     return record_run(cfg)
 
 
-def prepare_run(cfg: DictConfig) -> None:
-    """Apply `extras.ignore_warnings`; seed torch, numpy and Python with `seed` where the config has one.
+def prepare_run(cfg: DictConfig, seeded: bool = True) -> None:
+    """Apply `extras.ignore_warnings`; for a `seeded` command (its config has a top-level `seed`, which
+    `~seed` deletes: a one-line error), seed torch, numpy and Python with it.
 
     seed=null draws a random seed (Lightning 2.6's seed_everything(None) would use 0, every time),
     logs it and puts it into `cfg`, so that config.yaml records it. Writes nothing.
@@ -103,7 +104,7 @@ def prepare_run(cfg: DictConfig) -> None:
     extras = cfg.get("extras") or {}
     if extras.get("ignore_warnings"):
         warnings.filterwarnings("ignore")
-    if "seed" in cfg:
+    if seeded:
         seed = cfg.seed
         if seed is not None and not (is_non_negative_int(seed) and seed < 2**32):
             raise ConfigError(f"seed={seed!r} is invalid: must be an integer in [0, 2**32 - 1], or null")
