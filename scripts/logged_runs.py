@@ -48,3 +48,13 @@ def completed(run_dir: Path) -> bool:
     """True when the training run in `run_dir` finished (its metrics.json says so)."""
     summary = run_dir / "metrics.json"
     return summary.is_file() and json.loads(summary.read_text()).get("status") == "completed"
+
+
+def measured(curve: list[dict]) -> list[dict]:
+    """The rows of a quality curve at which the model was scored (the CSV log repeats a value until the next)."""
+    out: list[dict] = []
+    for row in curve:
+        values = {k: v for k, v in row.items() if k.startswith("quality/")}
+        if not out or values != {k: v for k, v in out[-1].items() if k.startswith("quality/")}:
+            out.append(row)
+    return out

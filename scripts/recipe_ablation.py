@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))  # runs from a checkout without activating the venv too
 
-from logged_runs import completed, run  # noqa: E402 - scripts/: the script's own folder is on sys.path
+from logged_runs import completed, measured, run  # noqa: E402 - scripts/: the script's own folder is on sys.path
 
 # run -> overrides. "recipe" is experiment=ede_mnist_fast; each ablation changes one of its settings.
 RUNS: dict[str, list[str]] = {
@@ -105,16 +105,6 @@ def one_run(name: str, seed: int, args: argparse.Namespace) -> dict:
         "cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "final": {k: metrics[k] for k in KEYS if k in metrics}, "curve": curve,
     }  # fmt: skip
-
-
-def measured(curve: list[dict]) -> list[dict]:
-    """The rows of a quality curve at which the model was scored (the CSV log repeats a value until the next)."""
-    out: list[dict] = []
-    for row in curve:
-        values = {k: v for k, v in row.items() if k.startswith("quality/")}
-        if not out or values != {k: v for k, v in out[-1].items() if k.startswith("quality/")}:
-            out.append(row)
-    return out
 
 
 def experiment_configs(overrides: list[str]) -> dict:

@@ -41,7 +41,7 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from logged_runs import completed, run  # noqa: E402 - scripts/: the script's own folder is on sys.path
+from logged_runs import completed, measured, run  # noqa: E402 - scripts/: the script's own folder is on sys.path
 
 DATASETS = ("mnist", "fashion_mnist")
 # row -> (overrides, with {ds} the dataset; seeds: "many" = --seeds, 1 = seed 0 only)
@@ -86,16 +86,6 @@ def quality_curve(run_dir: Path) -> list[dict]:
         for r in rows
         if r.get("quality/label_preservation") not in (None, "")
     ]
-
-
-def measured(curve: list[dict]) -> list[dict]:
-    """The rows of a quality curve at which the model was scored (the CSV log repeats a value until the next)."""
-    out: list[dict] = []
-    for row in curve:
-        values = {k: v for k, v in row.items() if k.startswith("quality/")}
-        if not out or values != {k: v for k, v in out[-1].items() if k.startswith("quality/")}:
-            out.append(row)
-    return out
 
 
 def train_and_evaluate(name: str, ds: str, seed: int, overrides: list[str], args: argparse.Namespace) -> dict:
