@@ -30,6 +30,7 @@ import lightning as L
 import pandas as pd
 import torch
 
+from encdec_pl.data.files import require_files
 from encdec_pl.data.tabular import TableBatches, TableEncoding, TableRows, fit_spec
 from encdec_pl.errors import DataError, is_non_negative_int, is_positive_int, require
 
@@ -110,25 +111,9 @@ def ensure_adult(root: str | Path, download: bool = True) -> Path:
         found = {spec.name: _problem(folder / spec.name, spec) for spec in FILES.values()}
         return {name: problem for name, problem in found.items() if problem}
 
-    bad = problems()
-    download_error = ""
-    if bad and download and all(p == "missing" for p in bad.values()):
-        download_error = _download(folder, list(bad))
-        bad = problems()
-    if not bad:
-        return folder
-    if all(p == "missing" for p in bad.values()):
-        tried = f"; download from {URL} failed ({download_error})" if download_error else ""
-        fix = "or run once with internet access" if download else "or set data.download=true with internet access"
-        raise DataError(
-            f"Adult files missing in {folder}: {', '.join(bad)}{tried}. "
-            f"Fix: set data.root (or ENCDEC_DATA_DIR) to a folder holding adult/adult.data and adult/adult.test, {fix}"
-        )
-    listing = "; ".join(f"{name} {problem}" for name, problem in bad.items())
-    raise DataError(
-        f"Adult files damaged in {folder}: {listing}. "
-        f"Fix: delete them and run again with internet access to re-download from {URL}, or copy good ones there"
-    )
+    require_files("Adult", folder, problems, download, lambda: _download(folder, list(problems())),
+                  "adult/adult.data and adult/adult.test", source=f" from {URL}")  # fmt: skip
+    return folder
 
 
 def _download(folder: Path, names: list[str]) -> str:

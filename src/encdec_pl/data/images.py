@@ -23,6 +23,7 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from encdec_pl.data.device_batches import DeviceBatches
+from encdec_pl.data.files import require_files
 from encdec_pl.errors import DataError, is_non_negative_int, is_number, is_positive_int, require
 from encdec_pl.networks.image import IMAGE_SHAPE, ImageSpec
 
@@ -94,25 +95,8 @@ def ensure_dataset(root: str | Path, name: str, download: bool = True) -> Path:
         found = {f: _file_problem(raw / f, md5) for f, md5 in spec.md5.items()}
         return {f: p for f, p in found.items() if p}
 
-    bad = problems()
-    download_error = ""
-    if bad and download and all(p == "missing" for p in bad.values()):  # damaged files are never overwritten
-        download_error = _download(spec, root)
-        bad = problems()
-    if not bad:
-        return raw
-    if all(p == "missing" for p in bad.values()):
-        tried = f"; download failed ({download_error})" if download_error else ""
-        fix = "or run once with internet access" if download else "or set data.download=true with internet access"
-        raise DataError(
-            f"{spec.folder} files missing in {raw}: {', '.join(bad)}{tried}. "
-            f"Fix: set data.root (or ENCDEC_DATA_DIR) to a folder holding {spec.folder}/raw/*-ubyte, {fix}"
-        )
-    listing = "; ".join(f"{f} {p}" for f, p in bad.items())
-    raise DataError(
-        f"{spec.folder} files damaged in {raw}: {listing}. "
-        "Fix: delete them and run again with internet access to re-download, or copy good ones there"
-    )
+    require_files(spec.folder, raw, problems, download, lambda: _download(spec, root), f"{spec.folder}/raw/*-ubyte")
+    return raw
 
 
 def _download(spec: DatasetSpec, root: Path) -> str:
