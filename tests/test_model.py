@@ -34,6 +34,26 @@ def test_width_is_independent_of_latent_dim() -> None:
     assert Decoder(latent_dim=8, width=16).conv3.in_channels == 16
 
 
+def test_batch_norm_decoder_adds_only_normalisation_and_decodes_from_running_statistics() -> None:
+    """decoder_norm=batch: the published layers (same parameter names and shapes) plus three batch norms;
+    in eval mode one code decodes the same alone as in a batch (running statistics, not the batch's)."""
+    plain, normed = Decoder(latent_dim=8, width=16), Decoder(latent_dim=8, width=16, norm="batch")
+    shapes = lambda m: {n: p.shape for n, p in m.named_parameters()}  # noqa: E731
+    added = set(shapes(normed)) - set(shapes(plain))
+    assert set(shapes(plain)) <= set(shapes(normed))
+    assert {n.rsplit(".", 1)[0] for n in added} == {"project.1", "conv1.1", "conv2.1"}
+    normed.train()
+    normed(torch.randn(64, 8) * 3 + 1)  # moves the running statistics away from their initial values
+    normed.eval()
+    z = torch.randn(6, 8)
+    images = normed(z)
+    torch.testing.assert_close(normed(z[:1]), images[:1])
+    assert images.min() >= 0 and images.max() <= 1
+    model = EncDec(decoder_norm="batch")
+    assert model.hparams["decoder_norm"] == "batch"
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.decoder.modules()) == 2
+
+
 def test_encode_rejects_wrong_shapes_with_a_clear_message() -> None:
     model = EncDec()
     with pytest.raises(ValueError, match=r"\(B, 1, 28, 28\)"):
@@ -54,6 +74,7 @@ def test_encode_rejects_wrong_shapes_with_a_clear_message() -> None:
         ({"dropout": 1.0}, "dropout"),
         ({"lr": 0}, "lr"),
         ({"optimizer": "sgdd"}, "optimizer"),
+        ({"decoder_norm": "layer"}, "decoder_norm"),
     ],
 )
 def test_invalid_arguments_name_the_argument(kwargs: dict, name: str) -> None:

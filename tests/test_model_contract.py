@@ -119,8 +119,9 @@ class MedianAutoencoder(BaseAutoencoder):
         lr: float = 1e-4,
         latent_norm_window: int = 64,
         data_spec: dict[str, Any] | None = None,
+        decoder_norm: str = "none",
     ) -> None:
-        super().__init__(latent_dim, width, dropout, optimizer, lr, latent_norm_window, data_spec)
+        super().__init__(latent_dim, width, dropout, optimizer, lr, latent_norm_window, data_spec, decoder_norm)
         self.save_hyperparameters()
 
     def compute_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -155,7 +156,10 @@ class VectorSpec:
     def shape(self) -> tuple[int, ...]:
         return (self.size,)
 
-    def networks(self, code_size: int, latent_dim: int, width: int, dropout: float) -> tuple[nn.Module, nn.Module]:
+    def networks(
+        self, code_size: int, latent_dim: int, width: int, dropout: float, decoder_norm: str = "none"
+    ) -> tuple[nn.Module, nn.Module]:
+        assert decoder_norm == "none", "these networks have no normalisation to switch on"
         encoder = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.size, width), nn.ReLU())
         encoder.append(nn.Linear(width, code_size))
         decoder = nn.Sequential(nn.Linear(latent_dim, width), nn.ReLU(), nn.Linear(width, self.size), nn.Sigmoid())

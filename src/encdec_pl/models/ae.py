@@ -40,9 +40,10 @@ class Autoencoder(BaseAutoencoder):
         latent_norm_window: int = 64,
         recon_loss: str = "bce",
         data_spec: DataSpec | dict[str, Any] | None = None,
+        decoder_norm: str = "none",
     ) -> None:
         require(recon_loss in RECON_LOSSES, "recon_loss", recon_loss, f"one of {sorted(RECON_LOSSES)}")
-        super().__init__(latent_dim, width, dropout, optimizer, lr, latent_norm_window, data_spec)
+        super().__init__(latent_dim, width, dropout, optimizer, lr, latent_norm_window, data_spec, decoder_norm)
         self.save_hyperparameters()
 
     def compute_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

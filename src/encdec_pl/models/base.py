@@ -23,7 +23,7 @@ from lightning.pytorch.loggers import WandbLogger
 from encdec_pl.errors import CheckpointError, first_line, is_number, is_positive_int, require
 from encdec_pl.losses import latent_norm
 from encdec_pl.models.checkpoints import check_checkpoint_fits, read_checkpoint
-from encdec_pl.networks import DataSpec, data_spec_from
+from encdec_pl.networks import DECODER_NORMS, DataSpec, data_spec_from
 
 OPTIMIZERS = {"rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
@@ -53,7 +53,7 @@ class BaseAutoencoder(L.LightningModule):
     """Shared training loop for models with an encoder and a decoder, on any data that has a spec.
 
     Subclasses call `super().__init__(latent_dim, width, dropout, optimizer, lr,
-    latent_norm_window, data_spec)`, then `self.save_hyperparameters()`, and implement
+    latent_norm_window, data_spec, decoder_norm)`, then `self.save_hyperparameters()`, and implement
     `compute_losses(x)`, which returns a dict of scalar tensors holding at least
     "loss" (what is minimised) and "latent_norm" (see `latent_norm_of`); the other
     entries are the loss terms, logged as train/<term> and plotted. `data_spec` (what the
@@ -73,6 +73,7 @@ class BaseAutoencoder(L.LightningModule):
         lr: float = 1e-4,
         latent_norm_window: int = 64,
         data_spec: DataSpec | dict[str, Any] | None = None,
+        decoder_norm: str = "none",
     ) -> None:
         require(is_positive_int(latent_dim), "latent_dim", latent_dim, "a positive integer")
         require(is_positive_int(width), "width", width, "a positive integer")
@@ -82,8 +83,9 @@ class BaseAutoencoder(L.LightningModule):
         require(is_positive_int(latent_norm_window), "latent_norm_window", latent_norm_window, "a positive integer")
         super().__init__()
         self.data_spec = data_spec_from(data_spec)
+        require(decoder_norm in DECODER_NORMS, "decoder_norm", decoder_norm, f"one of {sorted(DECODER_NORMS)}")
         self.encoder, self.decoder = self.data_spec.networks(
-            self.encoder_outputs_per_dim * latent_dim, latent_dim, width, dropout
+            self.encoder_outputs_per_dim * latent_dim, latent_dim, width, dropout, decoder_norm
         )
         self.latent_norm_avg = WindowMean(latent_norm_window)
         self.example_input_array = torch.zeros(1, *self.data_spec.shape)  # the model summary's sizes and FLOPs

@@ -36,11 +36,12 @@ class EncDec(BaseAutoencoder):
         lr: float = 1e-4,
         latent_norm_window: int = 64,
         data_spec: DataSpec | dict[str, Any] | None = None,
+        decoder_norm: str = "none",
     ) -> None:
         require(is_number(margin) and margin > 0, "margin", margin, "> 0")
         for name, weight in [("pull_weight", pull_weight), ("push_weight", push_weight), ("fake_weight", fake_weight)]:
             require(is_number(weight) and weight >= 0, name, weight, ">= 0")
-        super().__init__(latent_dim, width, dropout, optimizer, lr, latent_norm_window, data_spec)
+        super().__init__(latent_dim, width, dropout, optimizer, lr, latent_norm_window, data_spec, decoder_norm)
         self.save_hyperparameters()
         self.loss = EDELoss(margin, pull_weight, push_weight, fake_weight)
 

@@ -31,7 +31,8 @@ NUMERIC_LOSSES = ("mse", "gaussian")
 
 
 def _check_table_settings(table: Any, hidden_dim: Any, depth: Any, discrete_output: Any, tau: Any,
-                          numeric_loss: Any, numeric_weight: Any, categorical_weight: Any) -> None:  # fmt: skip
+                          numeric_loss: Any, numeric_weight: Any, categorical_weight: Any,
+                          decoder_norm: Any) -> None:  # fmt: skip
     require(isinstance(table, dict) and "columns" in table, "table", type(table).__name__,
             "the table's encoding, which the data module declares (data=adult)")  # fmt: skip
     require(is_positive_int(hidden_dim), "hidden_dim", hidden_dim, "a positive integer")
@@ -41,6 +42,10 @@ def _check_table_settings(table: Any, hidden_dim: Any, depth: Any, discrete_outp
     require(numeric_loss in NUMERIC_LOSSES, "numeric_loss", numeric_loss, f"one of {NUMERIC_LOSSES}")
     require(is_number(numeric_weight) and numeric_weight >= 0, "numeric_weight", numeric_weight, ">= 0")
     require(is_number(categorical_weight) and categorical_weight >= 0, "categorical_weight", categorical_weight, ">= 0")
+    # model.decoder_norm is a setting of the image decoder; the tabular MLP has none (not measured on tables)
+    require(
+        decoder_norm == "none", "decoder_norm", decoder_norm, '"none" on tables (batch norm is for the image decoder)'
+    )
 
 
 class TabularParts:
@@ -129,9 +134,10 @@ class TabularEncDec(TabularParts, EncDec):
         optimizer: str = "rmsprop",
         lr: float = 1e-4,
         latent_norm_window: int = 64,
+        decoder_norm: str = "none",
     ) -> None:
         _check_table_settings(table, hidden_dim, depth, discrete_output, tau, numeric_loss, numeric_weight,
-                              categorical_weight)  # fmt: skip
+                              categorical_weight, decoder_norm)  # fmt: skip
         super().__init__(latent_dim, width, dropout, margin, pull_weight, push_weight, fake_weight, optimizer, lr,
                          latent_norm_window)  # fmt: skip
         self.save_hyperparameters(logger=False)  # `table` holds the encoding's knots: kept out of the loggers
@@ -175,9 +181,10 @@ class TabularAutoencoder(TabularParts, Autoencoder):
         lr: float = 1e-4,
         latent_norm_window: int = 64,
         recon_loss: str = "bce",
+        decoder_norm: str = "none",
     ) -> None:
         _check_table_settings(table, hidden_dim, depth, discrete_output, tau, numeric_loss, numeric_weight,
-                              categorical_weight)  # fmt: skip
+                              categorical_weight, decoder_norm)  # fmt: skip
         # recon_loss (model.recon_loss) is the image AE's pixel loss; on tables the per-type loss is
         # set by numeric_loss and the type weights (network group). Accepted, so model=ae composes.
         super().__init__(latent_dim, width, dropout, optimizer, lr, latent_norm_window, recon_loss)
@@ -215,9 +222,10 @@ class TabularVAE(TabularParts, VAE):
         optimizer: str = "rmsprop",
         lr: float = 1e-4,
         latent_norm_window: int = 64,
+        decoder_norm: str = "none",
     ) -> None:
         _check_table_settings(table, hidden_dim, depth, discrete_output, tau, numeric_loss, numeric_weight,
-                              categorical_weight)  # fmt: skip
+                              categorical_weight, decoder_norm)  # fmt: skip
         super().__init__(latent_dim, width, dropout, kl_weight, optimizer, lr, latent_norm_window)
         self.save_hyperparameters(logger=False)
         self._build_tabular(2 * latent_dim)

@@ -37,9 +37,10 @@ class VAE(BaseAutoencoder):
         lr: float = 1e-4,
         latent_norm_window: int = 64,
         data_spec: DataSpec | dict[str, Any] | None = None,
+        decoder_norm: str = "none",
     ) -> None:
         require(is_number(kl_weight) and kl_weight >= 0, "kl_weight", kl_weight, ">= 0")
-        super().__init__(latent_dim, width, dropout, optimizer, lr, latent_norm_window, data_spec)
+        super().__init__(latent_dim, width, dropout, optimizer, lr, latent_norm_window, data_spec, decoder_norm)
         self.save_hyperparameters()
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from torch import nn
 
 from encdec_pl.errors import InvalidArgument
-from encdec_pl.networks.image import IMAGE_SHAPE, Decoder, Encoder, ImageSpec
+from encdec_pl.networks.image import DECODER_NORMS, IMAGE_SHAPE, Decoder, Encoder, ImageSpec
 
 
 class DataSpec(Protocol):
@@ -24,8 +24,10 @@ class DataSpec(Protocol):
     noun: str  # what a batch holds, for error messages ("images")
     shape: tuple[int, ...]  # one item, without the batch dimension
 
-    def networks(self, code_size: int, latent_dim: int, width: int, dropout: float) -> tuple[nn.Module, nn.Module]:
-        """An encoder with `code_size` outputs and a decoder from `latent_dim` codes."""
+    def networks(
+        self, code_size: int, latent_dim: int, width: int, dropout: float, decoder_norm: str = "none"
+    ) -> tuple[nn.Module, nn.Module]:
+        """An encoder with `code_size` outputs and a decoder from `latent_dim` codes (`decoder_norm`: DECODER_NORMS)."""
         ...
 
     def as_dict(self) -> dict[str, Any]: ...
@@ -51,4 +53,13 @@ def data_spec_from(value: DataSpec | Mapping[str, Any] | None) -> DataSpec:
         raise InvalidArgument("data_spec", dict(value), f"the settings of a {kind} spec ({err})") from err
 
 
-__all__ = ["DATA_SPECS", "IMAGE_SHAPE", "DataSpec", "Decoder", "Encoder", "ImageSpec", "data_spec_from"]
+__all__ = [
+    "DATA_SPECS",
+    "DECODER_NORMS",
+    "IMAGE_SHAPE",
+    "DataSpec",
+    "Decoder",
+    "Encoder",
+    "ImageSpec",
+    "data_spec_from",
+]

@@ -8,6 +8,7 @@ network's capacity too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -28,11 +29,13 @@ class ImageSpec:
     kind: ClassVar[str] = "image"
     noun: ClassVar[str] = "images"  # what `encode` calls its inputs in errors
 
-    def networks(self, code_size: int, latent_dim: int, width: int, dropout: float) -> tuple[nn.Module, nn.Module]:
+    def networks(
+        self, code_size: int, latent_dim: int, width: int, dropout: float, decoder_norm: str = "none"
+    ) -> tuple[nn.Module, nn.Module]:
         """The published encoder (`code_size` outputs) and decoder (from `latent_dim`)."""
         if tuple(self.shape) != IMAGE_SHAPE:
             raise InvalidArgument("data_spec", self.as_dict(), "images of shape [1, 28, 28] (the published networks)")
-        return Encoder(code_size, width, dropout), Decoder(latent_dim, width)
+        return Encoder(code_size, width, dropout), Decoder(latent_dim, width, decoder_norm)
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "shape": list(self.shape)}
@@ -73,20 +76,37 @@ class Encoder(nn.Module):
         return self.head(self.features(x))
 
 
+# norm -> the layer inserted before each hidden ReLU of the decoder, given the number of features.
+DECODER_NORMS: dict[str, Callable[[int, bool], nn.Module]] = {
+    "none": lambda features, is_map: nn.Identity(),
+    "batch": lambda features, is_map: nn.BatchNorm2d(features) if is_map else nn.BatchNorm1d(features),
+}
+
+
 class Decoder(nn.Module):
     """Code (B, latent_dim) -> image (B, 1, 28, 28) in [0, 1].
 
     4x4 -> 8x8 -> crop 7x7 -> 14x14 -> 28x28 by bilinear upsampling, each step
     followed by a 5x5 conv. The crop keeps the top-left 7x7 of the 8x8 map.
+
+    `norm="none"` is the published decoder. `norm="batch"` puts batch normalisation before
+    each of its three hidden ReLUs (as DCGAN's generator has): EDE's decoder is trained only
+    through the encoder, and without it Adam's first steps move every layer the same way until
+    the final sigmoid saturates and its gradient vanishes (docs/recipe.md measures both).
     """
 
-    def __init__(self, latent_dim: int = 32, width: int = 32) -> None:
+    def __init__(self, latent_dim: int = 32, width: int = 32, norm: str = "none") -> None:
         super().__init__()
+        if norm not in DECODER_NORMS:
+            raise InvalidArgument("decoder_norm", norm, f"one of {sorted(DECODER_NORMS)}")
         self.width = width
-        self.project = nn.Sequential(weight_norm(nn.Linear(latent_dim, 4 * width * 4 * 4)), nn.ReLU())
+        make_norm = DECODER_NORMS[norm]
+        self.project = nn.Sequential(
+            weight_norm(nn.Linear(latent_dim, 4 * width * 4 * 4)), make_norm(4 * width * 4 * 4, False), nn.ReLU()
+        )
         self.upsample = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
-        self.conv1 = nn.Sequential(_conv(4 * width, 2 * width), nn.ReLU())
-        self.conv2 = nn.Sequential(_conv(2 * width, width), nn.ReLU())
+        self.conv1 = nn.Sequential(_conv(4 * width, 2 * width), make_norm(2 * width, True), nn.ReLU())
+        self.conv2 = nn.Sequential(_conv(2 * width, width), make_norm(width, True), nn.ReLU())
         self.conv3 = _conv(width, IMAGE_SHAPE[0])
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
