@@ -138,6 +138,35 @@ def write_table(folder: Path, steps: int) -> None:
         lines.append(f"| {r['run']} | {r['seed']} | " + " | ".join(cells) + f" | {r['train_wall_s']:.0f} | {load} |")
     (folder / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    plot_curves(records, REPO / "docs" / "images" / f"recipe_ablation_{steps}steps.png", steps)
+
+
+def plot_curves(records: list[dict], path: Path, steps: int) -> None:
+    """Label preservation and sample Frechet distance against training images, one line per record."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 6), sharex=True)
+    for r in records:
+        images = [row["step"] * r["images"] / r["steps"] for row in r["curve"]]
+        label = f"{r['run']} (seed {r['seed']})"
+        top.plot(images, [row.get("quality/label_preservation") for row in r["curve"]], marker=".", label=label)
+        bottom.plot(images, [row.get("quality/frechet/samples") for row in r["curve"]], marker=".", label=label)
+    top.set_ylabel("label preservation\n(1000 validation images)", fontsize=8)
+    bottom.set_ylabel("Frechet distance, samples\n(classifier features)", fontsize=8)
+    bottom.set_yscale("log")
+    bottom.set_xlabel("training images")
+    top.legend(fontsize=7)
+    top.set_title(f"MNIST, runs of {steps} steps: quality against training images", fontsize=9)
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    print(f"figure: {path}")
 
 
 def main() -> None:

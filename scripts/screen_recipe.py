@@ -141,10 +141,11 @@ def main() -> None:
         if step % args.every == 0:
             measure(step)
     args.records.mkdir(parents=True, exist_ok=True)
+    threads = os.environ.get("OMP_NUM_THREADS")
     record = {
         "name": args.name, "command": "python scripts/screen_recipe.py " + " ".join(sys.argv[1:]),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "machine": f"{os.cpu_count()}-core CPU, torch {torch.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}",
+        "machine": f"{os.cpu_count()}-core CPU, torch {torch.__version__}, OMP_NUM_THREADS={threads}",
         "load_at_start": load_at_start, "load_at_end": list(os.getloadavg()), "rows": rows, "terms": terms,
     }  # fmt: skip
     (args.records / f"{args.name}.json").write_text(json.dumps(record, indent=1) + "\n")
