@@ -35,6 +35,7 @@ RUNS: dict[str, list[str]] = {
     "published + adam 1e-3": ["experiment=ede_published", "model.optimizer=adam", "model.lr=1e-3"],
     "published + adam 3e-3": ["experiment=ede_published", "model.optimizer=adam", "model.lr=3e-3"],
     "recipe": ["experiment=ede_mnist_fast"],
+    "recipe + cosine lr decay": ["experiment=ede_mnist_fast", "+callbacks/lr_schedule=cosine"],
     "recipe, decoder_norm none (published decoder)": ["experiment=ede_mnist_fast", "model.decoder_norm=none"],
     "recipe, rmsprop 1e-4 (published optimizer)": [
         "experiment=ede_mnist_fast",

@@ -4,6 +4,7 @@ from encdec_pl.runtime.callbacks.checkpoints import BestCheckpoint, LastCheckpoi
 from encdec_pl.runtime.callbacks.equilibrium import EquilibriumDetector
 from encdec_pl.runtime.callbacks.faults import FaultHandler
 from encdec_pl.runtime.callbacks.latent_norm import LatentNormPlot
+from encdec_pl.runtime.callbacks.lr_schedule import CosineDecay
 from encdec_pl.runtime.callbacks.quality import QualityMonitor
 from encdec_pl.runtime.callbacks.reconstructions import ReconstructionGrid
 from encdec_pl.runtime.callbacks.speed import FastStep
@@ -11,6 +12,7 @@ from encdec_pl.runtime.callbacks.time_estimate import TimeEstimate
 
 __all__ = [
     "BestCheckpoint",
+    "CosineDecay",
     "EquilibriumDetector",
     "FastStep",
     "FaultHandler",

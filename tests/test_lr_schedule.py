@@ -1,0 +1,71 @@
+"""The recipe's learning-rate schedule (callbacks/lr_schedule=cosine): its curve, and that a real run follows it."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from encdec_pl import EncDec
+from encdec_pl.errors import ConfigError
+from encdec_pl.runtime.callbacks import CosineDecay
+from encdec_pl.runtime.callbacks.lr_schedule import cosine_factor
+
+from .conftest import compose_config
+
+
+def test_cosine_factor_runs_from_one_to_the_final_ratio() -> None:
+    assert cosine_factor(0, 100, 0.0) == 1.0
+    assert cosine_factor(50, 100, 0.0) == pytest.approx(0.5)
+    assert cosine_factor(100, 100, 0.1) == pytest.approx(0.1)
+    assert cosine_factor(250, 100, 0.1) == pytest.approx(0.1)  # past the end: stays at the floor
+    values = [cosine_factor(s, 100, 0.0) for s in range(101)]
+    assert all(a >= b for a, b in zip(values[:-1], values[1:], strict=True))
+
+
+class RecordRates(L.Callback):
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+        self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def _trainer(max_steps: int, *callbacks: L.Callback) -> L.Trainer:
+    return L.Trainer(max_steps=max_steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False, accelerator="cpu", callbacks=list(callbacks))  # fmt: skip
+
+
+def test_a_run_follows_the_curve_and_resumes_on_it(tmp_path) -> None:
+    torch.manual_seed(0)
+    data = DataLoader(TensorDataset(torch.rand(64, 1, 28, 28)), batch_size=8)
+    model = EncDec(latent_dim=4, width=4, optimizer="adam", lr=1e-3)
+    record = RecordRates()
+    trainer = _trainer(6, CosineDecay(), record)
+    trainer.fit(model, data)
+    assert record.rates == pytest.approx([1e-3 * cosine_factor(s, 6, 0.0) for s in range(6)])
+    trainer.save_checkpoint(tmp_path / "mid.ckpt")
+    # Resumed with a longer budget, the base rate comes from the checkpoint's optimizer state, not from
+    # the rate the optimizer had when it stopped.
+    resumed = RecordRates()
+    _trainer(8, CosineDecay(), resumed).fit(EncDec(latent_dim=4, width=4, optimizer="adam", lr=1e-3), data,
+                                            ckpt_path=tmp_path / "mid.ckpt")  # fmt: skip
+    assert resumed.rates == pytest.approx([1e-3 * cosine_factor(s, 8, 0.0) for s in (6, 7)])
+    assert not math.isclose(resumed.rates[0], record.rates[-1])
+
+
+def test_without_max_steps_the_schedule_says_what_to_set() -> None:
+    data = DataLoader(TensorDataset(torch.rand(8, 1, 28, 28)), batch_size=8)
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", callbacks=[CosineDecay()])  # fmt: skip
+    with pytest.raises(ConfigError, match="trainer.max_steps"):
+        trainer.fit(EncDec(latent_dim=4, width=4), data)
+
+
+def test_the_schedule_is_added_to_any_run_by_one_override(tmp_path) -> None:
+    cfg = compose_config("train", ["experiment=ede_published", "+callbacks/lr_schedule=cosine"], tmp_path)
+    assert cfg.callbacks.lr_schedule._target_ == "encdec_pl.runtime.callbacks.CosineDecay"
+    assert "lr_schedule" not in compose_config("train", ["experiment=ede_published"], tmp_path).callbacks
