@@ -8,13 +8,22 @@ committed; runs with a record are skipped. A run interrupted mid-training resume
 last.ckpt (outputs/ is kept within a session only). The anchors and references come from
 `python -m encdec_pl.bench.tabular`, which writes records to the same folder.
 
-    python scripts/tabular_results.py [--only NAME_PREFIX] [--epochs 20] [--seeds 0,1,2]
+The tuned baselines ("ae_tuned", "vae_tuned"): a small grid of the AE's and VAE's per-type loss
+weights (network.numeric_weight against network.categorical_weight = 1; for the VAE first
+loss.kl_weight, then the numeric weight at the best KL weight), one seed, each run scored on the
+validation rows (`evaluate table_split=val`, 3,000 rows held out of adult.data; never the test
+split), records in docs/results/tabular/tuning/. The setting with the best validation criterion
+(the mean of Shape, Trend, AUC and detection) is then trained at every seed and scored on the test
+split like the other rows.
+
+    python scripts/tabular_results.py [--only NAME_PREFIX] [--epochs 20] [--seeds 0,1,2] [--stage base,tune,tuned]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,6 +35,7 @@ from logged_runs import completed, run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "docs" / "results" / "tabular"
+TUNING = RECORDS / "tuning"
 RUNS = ROOT / "outputs" / "tabular_results"
 MACHINE = "2-core AMD EPYC (Zen 5), 24 GiB, no GPU, shared with other jobs; torch " + torch.__version__.split("+")[0]
 
@@ -49,6 +59,104 @@ def plan(seeds: list[int], anchor_epochs: int) -> list[tuple[str, list[str]]]:
     return runs
 
 
+AE_NUMERIC_WEIGHTS = (0.1, 0.3, 1, 3, 10)  # network.numeric_weight, network.categorical_weight = 1
+VAE_KL_WEIGHTS = (1, 0.1, 0.01)  # loss.kl_weight at numeric_weight 1
+VAE_NUMERIC_WEIGHTS = (0.3, 3)  # then at the best KL weight
+
+
+def criterion(metrics: dict[str, float]) -> float:
+    """The validation criterion of the weight search: the mean of the issue's four comparison scores."""
+    return (metrics["shape"] + metrics["trend"] + metrics["ml_efficacy_auc"] + metrics["detection"]) / 4
+
+
+def _tag(value: float) -> str:
+    return f"{value:g}".replace(".", "p")
+
+
+def best_tuning(prefix: str) -> tuple[str, list[str]] | None:
+    """(name, overrides) of the tuning record starting with `prefix` with the best criterion; None if there is none."""
+    records = [json.loads(p.read_text()) for p in sorted(TUNING.glob(f"{prefix}*.json"))]
+    if not records:
+        return None
+    best = max(records, key=lambda r: criterion(r["metrics"]))
+    return best["name"], best["overrides"]
+
+
+def tuning_plan(model: str) -> list[tuple[str, list[str]]]:
+    """The weight grid of `model` (ae | vae), seed 0; the VAE's second stage needs the first stage's records."""
+    if model == "ae":
+        return [(f"tune_ae_nw{_tag(w)}_s0", ["model=ae", f"network.numeric_weight={w}", "seed=0"])
+                for w in AE_NUMERIC_WEIGHTS]  # fmt: skip
+    runs = [(f"tune_vae_kl{_tag(k)}_nw1_s0", ["model=vae", f"loss.kl_weight={k}", "network.numeric_weight=1", "seed=0"])
+            for k in VAE_KL_WEIGHTS]  # fmt: skip
+    if all((TUNING / f"{name}.json").is_file() for name, _ in runs):
+        best = best_tuning("tune_vae_kl")
+        kl = next(o for o in best[1] if o.startswith("loss.kl_weight=")).split("=")[1]
+        runs += [(f"tune_vae_kl{_tag(float(kl))}_nw{_tag(w)}_s0",
+                  ["model=vae", f"loss.kl_weight={kl}", f"network.numeric_weight={w}", "seed=0"])
+                 for w in VAE_NUMERIC_WEIGHTS]  # fmt: skip
+    return runs
+
+
+def tuned_plan(model: str, seeds: list[int]) -> list[tuple[str, list[str]]]:
+    """The best weights of `model`'s search at every seed (empty until the search is complete)."""
+    grid = tuning_plan(model)
+    if model == "vae" and len(grid) == len(VAE_KL_WEIGHTS):
+        return []  # the second stage is not planned yet
+    if not all((TUNING / f"{name}.json").is_file() for name, _ in grid):
+        return []
+    _, overrides = best_tuning(f"tune_{model}_")
+    settings = [o for o in overrides if not o.startswith("seed=")]
+    return [(f"{model}_tuned_s{seed}", [*settings, f"seed={seed}"]) for seed in seeds]
+
+
+def train_and_score(name: str, overrides: list[str], args: argparse.Namespace, split: str = "test",
+                    epochs: int | None = None) -> None:  # fmt: skip
+    """Train one run (resuming) and score it on `split`; its record goes to TUNING (split val) or RECORDS."""
+    records = TUNING if split == "val" else RECORDS
+    records.mkdir(parents=True, exist_ok=True)
+    if (records / f"{name}.json").is_file():
+        return
+    epochs = args.epochs if epochs is None else epochs
+    python = sys.executable
+    run_dir = RUNS / name
+    train = [python, "-m", "encdec_pl.train", "data=adult", *overrides, f"trainer.max_epochs={epochs}",
+             "logger=csv", "~callbacks.rich_progress_bar", f"hydra.run.dir={run_dir}", "ckpt_path=last",
+             *args.extra.split()]  # fmt: skip
+    wall_file = run_dir / "wall_seconds.json"
+    if not completed(run_dir):
+        start = time.time()
+        run(train, RUNS / f"{name}.log")
+        spent = json.loads(wall_file.read_text())["seconds"] if wall_file.is_file() else 0.0
+        wall_file.write_text(json.dumps({"seconds": spent + time.time() - start}))
+    evaluate = [python, "-m", "encdec_pl.evaluate", f"ckpt_path={run_dir}/checkpoints/last.ckpt",
+                f"hydra.run.dir={run_dir}/evaluate_{split}", f"table_split={split}"]  # fmt: skip
+    run(evaluate, RUNS / f"{name}.log")
+    result = json.loads((run_dir / f"evaluate_{split}" / "metrics.json").read_text())
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    shown = [c for c in train[1:] if not c.startswith(("hydra.run.dir", "ckpt_path"))]
+    record = {
+        "name": name,
+        "overrides": overrides,
+        "train_command": "python " + " ".join(shown),
+        "evaluate_command": f"python -m encdec_pl.evaluate ckpt_path=<run>/checkpoints/last.ckpt table_split={split}",
+        "split": split,
+        "machine": MACHINE,
+        "load_average": [round(x, 2) for x in os.getloadavg()],  # at the end of the run
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "train_wall_s": round(json.loads(wall_file.read_text())["seconds"], 1) if wall_file.is_file() else None,
+        "epochs": epochs,
+        "global_step": summary["global_step"],
+        "model": result["model"],
+        "model_hparams": result["model_hparams"],
+        "metrics": result["metrics"],
+    }
+    if split == "val":
+        record["criterion"] = criterion(result["metrics"])
+    (records / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"  record: {records / f'{name}.json'}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="", help="run only the runs whose name starts with this")
@@ -57,53 +165,37 @@ def main() -> None:
     parser.add_argument("--anchor-epochs", type=int, default=10, help="CTGAN/TVAE epochs (the package default is 300)")
     parser.add_argument("--extra", default="", help="overrides added to every training command (space-separated)")
     parser.add_argument("--table", action="store_true", help="only write docs/results/tabular/table.md")
+    stages = "base (the plan above), tune (the AE/VAE weight search, on val), tuned (its best at every seed)"
+    parser.add_argument("--stage", default="base,tune,tuned", help=stages)
     args = parser.parse_args()
     if args.table:
         write_table()
         return
     RECORDS.mkdir(parents=True, exist_ok=True)
     RUNS.mkdir(parents=True, exist_ok=True)
-    python = sys.executable
-    for name, overrides in plan([int(s) for s in args.seeds.split(",")], args.anchor_epochs):
-        bench = name.startswith("bench:")
-        name = name.removeprefix("bench:")
-        if not name.startswith(args.only) or (RECORDS / f"{name}.json").is_file():
-            continue
-        if bench:
-            run([python, "-m", "encdec_pl.bench.tabular", *overrides, f"hydra.run.dir={RUNS / name}"],
-                RUNS / f"{name}.log")  # fmt: skip
-            continue
-        run_dir = RUNS / name
-        train = [python, "-m", "encdec_pl.train", "data=adult", *overrides, f"trainer.max_epochs={args.epochs}",
-                 "logger=csv", "~callbacks.rich_progress_bar", f"hydra.run.dir={run_dir}", "ckpt_path=last",
-                 *args.extra.split()]  # fmt: skip
-        wall_file = run_dir / "wall_seconds.json"
-        if not completed(run_dir):
-            start = time.time()
-            run(train, RUNS / f"{name}.log")
-            spent = json.loads(wall_file.read_text())["seconds"] if wall_file.is_file() else 0.0
-            wall_file.write_text(json.dumps({"seconds": spent + time.time() - start}))
-        evaluate = [python, "-m", "encdec_pl.evaluate", f"ckpt_path={run_dir}/checkpoints/last.ckpt",
-                    f"hydra.run.dir={run_dir}/evaluate"]  # fmt: skip
-        run(evaluate, RUNS / f"{name}.log")
-        result = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
-        summary = json.loads((run_dir / "metrics.json").read_text())
-        shown = [c for c in train[1:] if not c.startswith(("hydra.run.dir", "ckpt_path"))]
-        record = {
-            "name": name,
-            "train_command": "python " + " ".join(shown),
-            "evaluate_command": "python -m encdec_pl.evaluate ckpt_path=<run>/checkpoints/last.ckpt",
-            "machine": MACHINE,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "train_wall_s": round(json.loads(wall_file.read_text())["seconds"], 1) if wall_file.is_file() else None,
-            "epochs": args.epochs,
-            "global_step": summary["global_step"],
-            "model": result["model"],
-            "model_hparams": result["model_hparams"],
-            "metrics": result["metrics"],
-        }
-        (RECORDS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
-        print(f"  record: {RECORDS / f'{name}.json'}", flush=True)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    stages = args.stage.split(",")
+    if "base" in stages:
+        for name, overrides in plan(seeds, args.anchor_epochs):
+            bench = name.startswith("bench:")
+            name = name.removeprefix("bench:")
+            if not name.startswith(args.only) or (RECORDS / f"{name}.json").is_file():
+                continue
+            if bench:
+                run([sys.executable, "-m", "encdec_pl.bench.tabular", *overrides, f"hydra.run.dir={RUNS / name}"],
+                    RUNS / f"{name}.log")  # fmt: skip
+                continue
+            train_and_score(name, overrides, args)
+    for model in ("ae", "vae"):
+        if "tune" in stages:
+            for _ in range(2):  # the VAE's second stage is planned once the first has its records
+                for name, overrides in tuning_plan(model):
+                    if name.startswith(args.only):
+                        train_and_score(name, overrides, args, split="val")
+        if "tuned" in stages:
+            for name, overrides in tuned_plan(model, seeds):
+                if name.startswith(args.only):
+                    train_and_score(name, overrides, args)
 
 
 COLUMNS = [("shape", "Shape"), ("trend", "Trend"), ("trend_default_thresholds", "Trend (default thr.)"),
@@ -140,6 +232,19 @@ def write_table() -> None:
         lines.append("| " + " | ".join(cells) + " |")
     (RECORDS / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    tuning = [json.loads(p.read_text()) for p in sorted(TUNING.glob("*.json"))]
+    if tuning:
+        keys = [("shape", "Shape"), ("trend", "Trend"), ("ml_efficacy_auc", "AUC"), ("detection", "Detection"),
+                ("recon/accuracy_mean", "recon acc."), ("recon/r2_mean", "recon R^2")]  # fmt: skip
+        header = ["run (validation split)", "settings", "criterion", *[label for _, label in keys], "train wall s"]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for r in tuning:
+            settings = " ".join(o for o in r["overrides"] if not o.startswith("seed="))
+            cells = [r["name"], settings, f"{r['criterion']:.3f}", *[f"{r['metrics'][k]:.3f}" for k, _ in keys],
+                     f"{r['train_wall_s']:.0f}"]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+        (TUNING / "table.md").write_text("\n".join(lines) + "\n")
+        print("\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -84,6 +84,14 @@ def test_evaluate_scores_a_tabular_checkpoint_on_the_test_split(adult_run: Path,
     assert len(pd.read_csv(out / "samples.csv")) == 1000
 
 
+def test_evaluate_can_score_on_the_validation_rows_instead(adult_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "evaluate"
+    _ok(run_cli("encdec_pl.evaluate", f"ckpt_path={adult_run}/checkpoints/last.ckpt", "table_samples=1000",
+                "table_split=val", f"hydra.run.dir={out}"))  # fmt: skip
+    result = json.loads((out / "metrics.json").read_text())
+    assert result["settings"]["split"] == "val" and 0 <= result["metrics"]["trend"] <= 1
+
+
 @pytest.mark.parametrize("model", ["ae", "vae"])
 def test_the_baselines_train_on_tables_with_a_per_type_loss(model: str, tmp_path: Path) -> None:
     _ok(run_cli("encdec_pl.train", *SHORT, f"model={model}", "trainer.max_epochs=1", "network.numeric_loss=gaussian",

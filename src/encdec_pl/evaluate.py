@@ -106,16 +106,19 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 def evaluate_table(cfg: DictConfig, ckpt_path: Path, checkpoint: dict[str, Any], output_dir: Path) -> dict[str, Any]:
-    """Score a tabular checkpoint on the official test split (encdec_pl.evaluation.tabular); write metrics.json
-    and samples.csv (the synthetic rows scored). The data module is the checkpoint's own (split, encoding)."""
+    """Score a tabular checkpoint on the official test split, or with table_split=val on the validation rows
+    (encdec_pl.evaluation.tabular); write metrics.json and samples.csv (the synthetic rows scored). The data
+    module is the checkpoint's own (split, encoding)."""
     from encdec_pl.data.adult import datamodule_from_checkpoint
     from encdec_pl.evaluation.tabular import score_tabular_model
 
     model = BaseAutoencoder.load_from_checkpoint(ckpt_path, map_location=pick_device(cfg.device))
     datamodule = datamodule_from_checkpoint(checkpoint, cfg.data.root, download=bool(cfg.data.get("download", False)))
-    log.info("Scoring %s (step %s) on the Adult test split (%d rows)",
-             type(model).__name__, checkpoint.get("global_step"), len(datamodule.test_table))  # fmt: skip
-    metrics, synthetic = score_tabular_model(model, datamodule, cfg.table_samples, cfg.seed)
+    split = cfg.get("table_split", "test")
+    rows = len(datamodule.val_table if split == "val" else datamodule.test_table)
+    log.info("Scoring %s (step %s) on the Adult %s split (%d rows)", type(model).__name__,
+             checkpoint.get("global_step"), split, rows)  # fmt: skip
+    metrics, synthetic = score_tabular_model(model, datamodule, cfg.table_samples, cfg.seed, split=split)
     synthetic.to_csv(output_dir / "samples.csv", index=False)
     result = {
         "command": "evaluate",
@@ -126,7 +129,7 @@ def evaluate_table(cfg: DictConfig, ckpt_path: Path, checkpoint: dict[str, Any],
         "model": type(model).__name__,
         "model_hparams": {k: v for k, v in model.hparams.items() if k != "table"},
         "dataset": "adult",
-        "settings": {"num_samples": len(synthetic), "seed": cfg.seed},
+        "settings": {"num_samples": len(synthetic), "seed": cfg.seed, "split": split},
         "reference": {},
     }
     write_summary(output_dir, **result)

@@ -264,17 +264,22 @@ def income_probe(train_codes: torch.Tensor, train_labels: torch.Tensor, test_cod
             "probe/income_auc": float(roc_auc_score(test_labels.numpy(), proba))}  # fmt: skip
 
 
-def score_tabular_model(model: Any, datamodule: Any, num_samples: int | None = None, seed: int = 0
-                        ) -> tuple[dict[str, float], pd.DataFrame]:  # fmt: skip
+def score_tabular_model(model: Any, datamodule: Any, num_samples: int | None = None, seed: int = 0,
+                        split: str = "test") -> tuple[dict[str, float], pd.DataFrame]:  # fmt: skip
     """Every score of a tabular model on the official test split, and the synthetic rows scored.
 
     `datamodule`: set up (train/val/test tables and encoded rows). `num_samples`: synthetic
-    rows drawn (None: as many as training rows).
+    rows drawn (None: as many as training rows). `split="val"`: the validation rows (held out of
+    adult.data) play the test rows' part in every score, for choosing settings without the test split.
     """
     from encdec_pl.models.sampling import encode_all, sample_table
     from encdec_pl.networks.table_encoding import validity
 
-    train, test = datamodule.train_table, datamodule.test_table
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', not {split!r}")
+    train = datamodule.train_table
+    held = "val" if split == "val" else "test"
+    test, test_set = getattr(datamodule, f"{held}_table"), getattr(datamodule, f"{held}_set")
     spec = model.encoding.spec
     n = len(train) if num_samples is None else num_samples
     synthetic, raw_validity = sample_table(model, datamodule.train_set.rows, n, seed)
@@ -282,8 +287,8 @@ def score_tabular_model(model: Any, datamodule: Any, num_samples: int | None = N
     scores["validity_repaired/rows"] = validity(synthetic, spec)
     scores["validity_repaired/sdmetrics"] = diagnostic_validity(train, synthetic, spec)
     scores.update(score_synthetic(synthetic, train, test, spec, seed=seed))
-    scores.update(reconstruction_scores(model, datamodule.test_set.rows, test))
+    scores.update(reconstruction_scores(model, test_set.rows, test))
     train_codes = encode_all(model, datamodule.train_set.rows)
-    scores.update(income_probe(train_codes, datamodule.train_set.labels, encode_all(model, datamodule.test_set.rows),
-                               datamodule.test_set.labels))  # fmt: skip
+    scores.update(income_probe(train_codes, datamodule.train_set.labels, encode_all(model, test_set.rows),
+                               test_set.labels))  # fmt: skip
     return scores, synthetic
