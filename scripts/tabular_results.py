@@ -16,7 +16,7 @@ split), records in docs/results/tabular/tuning/. The setting with the best valid
 (the mean of Shape, Trend, AUC and detection) is then trained at every seed and scored on the test
 split like the other rows. The longer runs ("ede_fw2_e40", "ede_fw2_e80"): the shipped EDE trained
 40 and 80 epochs in one run folder (seeds 1, 2 only if 80 epochs beat 20 on the criterion at seed 0),
-and 160 at seed 0.
+and 160 at seed 0; then the tuned AE and VAE continued from 20 to 80 epochs ("ae_tuned_e80", "vae_tuned_e80").
 
     python scripts/tabular_results.py [--only NAME_PREFIX] [--epochs 20] [--seeds 0,1,2]
                                       [--stage base,tune,tuned,longer] [--table]
@@ -134,6 +134,18 @@ def longer_plan(seeds: list[int]) -> list[tuple[str, list[str], int]]:
     return sorted(runs, key=lambda r: r[2] == LONGEST)  # the 160-epoch run last
 
 
+def longer_baselines_plan(seeds: list[int], epochs: int = 80) -> list[tuple[str, list[str], str]]:
+    """(name, overrides, run folder) of the tuned AE and VAE continued to `epochs` from their 20-epoch runs."""
+    runs = []
+    for seed in seeds:
+        for model in ("vae", "ae"):
+            tuned = RECORDS / f"{model}_tuned_s{seed}.json"
+            if tuned.is_file():
+                runs.append((f"{model}_tuned_e{epochs}_s{seed}", json.loads(tuned.read_text())["overrides"],
+                             f"{model}_tuned_s{seed}"))  # fmt: skip
+    return runs
+
+
 def train_and_score(name: str, overrides: list[str], args: argparse.Namespace, split: str = "test",
                     epochs: int | None = None, run_name: str | None = None) -> None:  # fmt: skip
     """Train one run (resuming) and score it on `split`; its record goes to TUNING (split val) or RECORDS.
@@ -232,6 +244,9 @@ def main() -> None:
                 if name.startswith(args.only):
                     seed = name.rsplit("_s", 1)[1]
                     train_and_score(name, overrides, args, epochs=epochs, run_name=f"ede_fw2_longer_s{seed}")
+        for name, overrides, run_name in longer_baselines_plan(seeds, LONGER_EPOCHS[-1]):
+            if name.startswith(args.only):
+                train_and_score(name, overrides, args, epochs=LONGER_EPOCHS[-1], run_name=run_name)
 
 
 COLUMNS = [("shape", "Shape"), ("trend", "Trend"), ("trend_default_thresholds", "Trend (default thr.)"),
