@@ -12,7 +12,12 @@ from .conftest import compose_config, run_cli
 
 PUBLISHED = {
     "model": {
-        "latent_dim": 32, "width": 32, "dropout": 0.03125, "optimizer": "rmsprop", "lr": 1e-4, "decoder_norm": "none"
+        "latent_dim": 32,
+        "width": 32,
+        "dropout": 0.03125,
+        "optimizer": "rmsprop",
+        "lr": 1e-4,
+        "decoder_norm": "none",
     },
     "loss": {"margin": 1.0, "pull_weight": 1.0, "push_weight": 1.0, "fake_weight": 2.0},
     "data": {"batch_size": 128, "rotation": 10.0},
