@@ -296,3 +296,16 @@ def test_enable_checkpointing_false_turns_off_the_projects_checkpoints(tmp_path:
     assert "trainer.enable_checkpointing=false: this run writes no checkpoints" in result.stdout
     assert not (tmp_path / "checkpoints").exists()
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_the_csv_history_of_a_resumed_run_is_the_whole_run(tmp_path: Path) -> None:
+    # A resumed run logs to csv/version_1 from its checkpoint's step: read back, both versions make one
+    # history, the resumed version replacing the first one's rows from its first step on.
+    first, second = tmp_path / "csv" / "version_0", tmp_path / "csv" / "version_1"
+    first.mkdir(parents=True)
+    (first / "metrics.csv").write_text("step,train/loss\n0,1.0\n1,0.9\n2,0.8\n3,0.7\n")
+    time.sleep(0.01)
+    second.mkdir(parents=True)
+    (second / "metrics.csv").write_text("step,train/loss\n2,0.5\n3,0.4\n4,0.3\n")
+    steps, losses = series(read_csv_history(tmp_path / "csv"), "train/loss", "step")
+    assert steps == [0, 1, 2, 3, 4] and losses == [1.0, 0.9, 0.5, 0.4, 0.3]

@@ -127,11 +127,25 @@ def read_wandb_run(folder: str | Path) -> dict[str, Any]:
 
 
 def read_csv_history(folder: str | Path) -> list[dict[str, Any]]:
-    """Rows of a Lightning CSVLogger metrics.csv below `folder` (empty cells dropped, numbers parsed)."""
+    """Rows of the Lightning CSVLogger metrics.csv files below `folder` (empty cells dropped, numbers parsed).
+
+    A resumed run writes a new version folder (csv/version_1/metrics.csv, ...) that starts at its
+    checkpoint's step: the versions are joined oldest first, each one replacing the rows of the earlier
+    ones from its first step on, so the history is the run's whole, as one run would have logged it.
+    """
     folder = Path(folder)
-    path = folder if folder.is_file() else max(folder.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)
-    with path.open() as f:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+    paths = [folder] if folder.is_file() else sorted(folder.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)
+    if not paths:
+        raise FileNotFoundError(f"no metrics.csv below {folder}")
+    rows: list[dict[str, Any]] = []
+    for path in paths:
+        with path.open() as f:
+            version = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+        steps = [row["step"] for row in version if "step" in row]
+        if steps:
+            rows = [row for row in rows if row.get("step", -1) < min(steps)]
+        rows += version
+    return rows
 
 
 def read_run_history(folder: str | Path) -> list[dict[str, Any]]:
