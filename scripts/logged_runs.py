@@ -58,3 +58,32 @@ def measured(curve: list[dict]) -> list[dict]:
         if not out or values != {k: v for k, v in out[-1].items() if k.startswith("quality/")}:
             out.append(row)
     return out
+
+
+def plot_quality_against_images(lines: list[dict], path: Path, title: str) -> None:
+    """Label preservation (top) and sample Frechet distance (bottom, log) against training images.
+
+    Each line: {"images": [...], "label_preservation": [...], "frechet_samples": [...], **matplotlib kwargs}.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 6), sharex=True)
+    for line in lines:
+        style = {k: v for k, v in line.items() if k not in ("images", "label_preservation", "frechet_samples")}
+        top.plot(line["images"], line["label_preservation"], marker=".", **style)
+        bottom.plot(line["images"], line["frechet_samples"], marker=".", **style)
+    top.set_ylabel("label preservation\n(1000 validation images)", fontsize=8)
+    bottom.set_ylabel("Frechet distance, samples\n(classifier features)", fontsize=8)
+    bottom.set_yscale("log")
+    bottom.set_xlabel("training images")
+    top.legend(fontsize=7)
+    top.set_title(title, fontsize=9)
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

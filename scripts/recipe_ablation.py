@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))  # runs from a checkout without activating the venv too
 
-from logged_runs import completed, measured, run  # noqa: E402 - scripts/: the script's own folder is on sys.path
+from logged_runs import completed, measured, plot_quality_against_images, run  # noqa: E402 - scripts/: the script's own folder is on sys.path
 
 # run -> overrides. "recipe" is experiment=ede_mnist_fast as it is now; each ablation changes one of its settings.
 # Each record keeps the experiment configs it ran with (the recipe before decoder_norm=batch was
@@ -144,29 +144,16 @@ def write_table(folder: Path, steps: int) -> None:
 
 def plot_curves(records: list[dict], path: Path, steps: int) -> None:
     """Label preservation and sample Frechet distance against training images, one line per record."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 6), sharex=True)
-    for r in records:
-        images = [row["step"] * r["images"] / r["steps"] for row in r["curve"]]
-        label = f"{r['run']} (seed {r['seed']})"
-        top.plot(images, [row.get("quality/label_preservation") for row in r["curve"]], marker=".", label=label)
-        bottom.plot(images, [row.get("quality/frechet/samples") for row in r["curve"]], marker=".", label=label)
-    top.set_ylabel("label preservation\n(1000 validation images)", fontsize=8)
-    bottom.set_ylabel("Frechet distance, samples\n(classifier features)", fontsize=8)
-    bottom.set_yscale("log")
-    bottom.set_xlabel("training images")
-    top.legend(fontsize=7)
-    top.set_title(f"MNIST, runs of {steps} steps: quality against training images", fontsize=9)
-    for ax in (top, bottom):
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    lines = [
+        {
+            "images": [row["step"] * r["images"] / r["steps"] for row in r["curve"]],
+            "label_preservation": [row.get("quality/label_preservation") for row in r["curve"]],
+            "frechet_samples": [row.get("quality/frechet/samples") for row in r["curve"]],
+            "label": f"{r['run']} (seed {r['seed']})",
+        }
+        for r in records
+    ]
+    plot_quality_against_images(lines, path, f"MNIST, runs of {steps} steps: quality against training images")
     print(f"figure: {path}")
 
 

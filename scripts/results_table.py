@@ -37,11 +37,7 @@ from statistics import mean, stdev
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))  # runs from a checkout without activating the venv too
 
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from logged_runs import completed, measured, run  # noqa: E402 - scripts/: the script's own folder is on sys.path
+from logged_runs import completed, measured, plot_quality_against_images, run  # noqa: E402 - scripts/: the script's own folder is on sys.path
 
 DATASETS = ("mnist", "fashion_mnist")
 # row -> (overrides, with {ds} the dataset; seeds: "many" = --seeds, 1 = seed 0 only)
@@ -231,26 +227,17 @@ def write_table(args: argparse.Namespace) -> None:
 
 
 def plot_curves(records: dict[str, list[dict]], path: Path, ds: str) -> None:
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 6), sharex=True)
+    lines = []
     for name in ("EDE recipe", "EDE published", "AE (best)", "VAE (best)"):
         for i, record in enumerate(records.get(name, [])):
             curve = measured(record["quality_curve"])
-            images = [row["step"] * record["batch_size"] for row in curve]
-            kwargs = {"label": name if i == 0 else None, "color": f"C{list(ROWS).index(name) % 10}", "alpha": 0.8}
-            top.plot(images, [row.get("quality/label_preservation") for row in curve], marker=".", **kwargs)
-            bottom.plot(images, [row.get("quality/frechet/samples") for row in curve], marker=".", **kwargs)
-    top.set_ylabel("label preservation\n(1000 validation images)", fontsize=8)
-    bottom.set_ylabel("Frechet distance, samples\n(classifier features)", fontsize=8)
-    bottom.set_yscale("log")
-    bottom.set_xlabel("training images")
-    top.legend(fontsize=8)
-    top.set_title(f"{ds}: quality against training budget (every seed a line)", fontsize=9)
-    for ax in (top, bottom):
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+            lines.append({
+                "images": [row["step"] * record["batch_size"] for row in curve],
+                "label_preservation": [row.get("quality/label_preservation") for row in curve],
+                "frechet_samples": [row.get("quality/frechet/samples") for row in curve],
+                "label": name if i == 0 else None, "color": f"C{list(ROWS).index(name) % 10}", "alpha": 0.8,
+            })  # fmt: skip
+    plot_quality_against_images(lines, path, f"{ds}: quality against training budget (every seed a line)")
 
 
 def main() -> None:
