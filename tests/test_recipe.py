@@ -44,6 +44,7 @@ def test_recipe_sets_its_own_budget_and_takes_overrides(experiment: str, dataset
     assert cfg.trainer.max_steps > 0  # the measured run's budget, not 20 epochs
     assert cfg.model.optimizer == "adam"
     assert cfg.model.decoder_norm == "batch"
+    assert cfg.callbacks.lr_schedule._target_.endswith("CosineDecay")  # decays over the recipe's own max_steps
     overridden = compose_config("train", [f"experiment={experiment}", "loss.fake_weight=4"], tmp_path)
     assert overridden.loss.fake_weight == 4.0
 
