@@ -102,6 +102,12 @@ def one_run(name: str, seed: int, args: argparse.Namespace) -> dict:
         if "quality/label_preservation" in r
     ]
     curve = measured(curve)
+    history = read_csv_history(run_dir / "csv")
+    terms = [
+        {"step": int(r["step"]), **{k: round(v, 5) for k, v in r.items() if k.startswith("train/")}}
+        for r in history
+        if "train/loss" in r and int(r["step"]) % 50 == 9  # the terms as logged, every 50th logged step
+    ]
     return {
         "run": name, "overrides": overrides + args.overrides, "seed": seed, "steps": steps,
         "images": args.steps * 128,
@@ -109,7 +115,7 @@ def one_run(name: str, seed: int, args: argparse.Namespace) -> dict:
         "command": " ".join(["python", *command[1:]]), "train_wall_s": round(time.time() - start, 1),
         "load_at_start": load_at_start, "load_at_end": [round(x, 2) for x in os.getloadavg()],
         "cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "final": {k: metrics[k] for k in KEYS if k in metrics}, "curve": curve,
+        "final": {k: metrics[k] for k in KEYS if k in metrics}, "curve": curve, "terms": terms,
     }  # fmt: skip
 
 
