@@ -129,6 +129,6 @@ def test_recipe_beats_the_published_settings_at_the_same_steps(
     assert gain > RECIPE_MARGIN
 
 
-# Measured (docs/recipe.md, "The regression test"): see there for the seeds' spread behind the margin.
+# Measured (docs/recipe.md, "The regression test"): seed 0, 200 steps, recipe 0.385 and published 0.113 (gap 0.27).
 RECIPE_STEPS = 200
 RECIPE_MARGIN = 0.15
