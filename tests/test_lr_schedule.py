@@ -57,6 +57,22 @@ def test_a_run_follows_the_curve_and_resumes_on_it(tmp_path) -> None:
     assert not math.isclose(resumed.rates[0], record.rates[-1])
 
 
+def test_resume_lr_factor_lowers_the_scheduled_rate_too(tmp_path) -> None:
+    # After a divergence the fault handler resumes at resume_lr_factor times the rate; with a schedule that
+    # sets the rate every step, the factor has to reach the schedule's base rate or it is undone at once.
+    from encdec_pl.runtime.callbacks import FaultHandler
+
+    data = DataLoader(TensorDataset(torch.rand(64, 1, 28, 28)), batch_size=8)
+    torch.manual_seed(0)
+    first = _trainer(4, CosineDecay())
+    first.fit(EncDec(latent_dim=4, width=4, optimizer="adam", lr=1e-3), data)
+    first.save_checkpoint(tmp_path / "mid.ckpt")
+    resumed = RecordRates()
+    trainer = _trainer(6, FaultHandler(resume_lr_factor=0.5, save_on_signal=False), CosineDecay(), resumed)
+    trainer.fit(EncDec(latent_dim=4, width=4, optimizer="adam", lr=1e-3), data, ckpt_path=tmp_path / "mid.ckpt")
+    assert resumed.rates == pytest.approx([0.5e-3 * cosine_factor(s, 6, 0.0) for s in (4, 5)])
+
+
 def test_without_max_steps_the_schedule_says_what_to_set() -> None:
     data = DataLoader(TensorDataset(torch.rand(8, 1, 28, 28)), batch_size=8)
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
