@@ -73,11 +73,22 @@ def test_resume_lr_factor_lowers_the_scheduled_rate_too(tmp_path) -> None:
     assert resumed.rates == pytest.approx([0.5e-3 * cosine_factor(s, 6, 0.0) for s in (4, 5)])
 
 
-def test_without_max_steps_the_schedule_says_what_to_set() -> None:
+def test_with_max_epochs_only_the_schedule_spans_the_epochs() -> None:
+    # data=adult runs are set in epochs: the decay must end with the last epoch, not at max_steps=-1.
+    data = DataLoader(TensorDataset(torch.rand(32, 1, 28, 28)), batch_size=8)  # 4 steps per epoch
+    record = RecordRates()
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", callbacks=[CosineDecay(), record])  # fmt: skip
+    trainer.fit(EncDec(latent_dim=4, width=4, optimizer="adam", lr=1e-3), data)
+    assert record.rates == pytest.approx([1e-3 * cosine_factor(s, 8, 0.0) for s in range(8)])
+
+
+def test_without_a_length_the_schedule_says_what_to_set() -> None:
     data = DataLoader(TensorDataset(torch.rand(8, 1, 28, 28)), batch_size=8)
-    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu", callbacks=[CosineDecay()])  # fmt: skip
-    with pytest.raises(ConfigError, match="trainer.max_steps"):
+    trainer = L.Trainer(max_epochs=-1, max_steps=-1, max_time="00:00:00:05", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                        callbacks=[CosineDecay()])  # fmt: skip
+    with pytest.raises(ConfigError, match="trainer.max_steps=<steps> or trainer.max_epochs=<epochs>"):
         trainer.fit(EncDec(latent_dim=4, width=4), data)
 
 
