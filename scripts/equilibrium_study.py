@@ -4,8 +4,9 @@ detector (callbacks=equilibrium) fire there, and does the level it settles at fo
     python scripts/equilibrium_study.py                  # train what is missing, then analyse
     python scripts/equilibrium_study.py --stage analyse  # figures and numbers from the committed records
 
-Runs EDE with the recipe (--experiment, default ede_mnist_fast) with `callbacks=quality`, which scores
-the model every --every steps on fixed validation subsets and runs the equilibrium detector:
+Runs EDE with the recipe (--experiment, default ede_mnist_fast) at a constant learning rate (--schedule
+constant, the default: a rate decayed to 0 freezes the latent norm by construction) with `callbacks=quality`,
+which scores the model every --every steps on fixed validation subsets and runs the equilibrium detector:
   - the main runs: --seeds (0 1 2), --steps steps each (well past the quality plateau);
   - optionally one run per other margin (--margins), --margin-steps steps, quality every 200 steps.
 Each finished run leaves a small record, docs/results/runs/equilibrium/<run>.json (the command, wall
@@ -211,6 +212,8 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=200, help="steps between quality measurements")
     parser.add_argument("--margins", type=float, nargs="*", default=[], help="other margins to run (seed 0)")
     parser.add_argument("--margin-steps", type=int, default=2000, help="length of the other margins' runs")
+    parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                        help="the learning rate: constant (the default; why: below) or cosine")  # fmt: skip
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "equilibrium_study")
     parser.add_argument("--stage", choices=("train", "analyse", "all"), default="all")
     parser.add_argument("--figures", type=Path, default=REPO / "docs" / "images")
@@ -223,9 +226,12 @@ def main() -> None:
         args.margin_steps = 430 * args.margin_epochs
     out = args.out.absolute()
     records = args.results / "runs" / "equilibrium"
-    base = [f"experiment={args.experiment}"]
-    mains = {seed: f"{args.experiment}_{args.steps}steps_seed{seed}" for seed in args.seeds}
-    margins = {m: f"{args.experiment}_margin{m:g}_{args.margin_steps}steps_seed0" for m in args.margins}
+    # Constant by default: a rate decayed to 0 over the run freezes the latent norm at the end whatever the
+    # dynamics do, which would make the claim (the norm settles by itself, and quality with it) true by construction.
+    base = [f"experiment={args.experiment}", *(["~callbacks/lr_schedule"] if args.schedule == "constant" else [])]
+    tag = args.experiment + ("_cosine" if args.schedule == "cosine" else "")
+    mains = {seed: f"{tag}_{args.steps}steps_seed{seed}" for seed in args.seeds}
+    margins = {m: f"{tag}_margin{m:g}_{args.margin_steps}steps_seed0" for m in args.margins}
     if args.stage in ("train", "all"):
         classifier = Path(os.environ.get("ENCDEC_CACHE_DIR", "~/.cache/encdec-pl")).expanduser()
         if not (classifier / "classifiers" / "mnist.pt").is_file():

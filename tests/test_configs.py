@@ -23,12 +23,17 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-def test_defaults_are_the_published_settings(cfg_train: DictConfig) -> None:
-    assert cfg_train.model.latent_dim == 32 and cfg_train.model.width == 32
-    assert cfg_train.model.optimizer == "rmsprop" and cfg_train.model.lr == pytest.approx(1e-4)
-    assert cfg_train.model.dropout == pytest.approx(1 / 32)
-    assert cfg_train.loss.margin == 1.0 and cfg_train.loss.fake_weight == 2.0
-    assert cfg_train.data.batch_size == 128 and cfg_train.data.rotation == 10.0
+def test_defaults_are_the_recipe(cfg_train: DictConfig, tmp_path: Path) -> None:
+    # The first command a user runs trains the recipe (docs/recipe.md), the run experiment=ede_mnist_fast measured.
+    recipe = compose_config("train", ["experiment=ede_mnist_fast"], tmp_path)
+    for group in ("model", "loss"):
+        assert cfg_train[group] == recipe[group], group
+    for key in ("batch_size", "rotation", "dataset"):
+        assert cfg_train.data[key] == recipe.data[key], key
+    for key in ("max_epochs", "max_steps", "max_time"):
+        assert cfg_train.trainer[key] == recipe.trainer[key], key
+    assert cfg_train.callbacks.lr_schedule == recipe.callbacks.lr_schedule
+    assert cfg_train.model.optimizer == "adam" and cfg_train.model.decoder_norm == "batch"
     assert cfg_train.logger.keys() == {"csv"}  # the fixture swapped W&B out
 
 
@@ -77,9 +82,10 @@ def test_composed_config_builds_real_objects(cfg_train: DictConfig) -> None:
         "LastCheckpoint",
         "ReconstructionGrid",
         "LatentNormPlot",
+        "CosineDecay",
     }
     trainer = instantiate(cfg_train.trainer, callbacks=callbacks, logger=False)
-    assert isinstance(trainer, L.Trainer) and trainer.max_epochs == 20
+    assert isinstance(trainer, L.Trainer) and trainer.max_steps == 3000
 
 
 def test_overrides_reach_the_objects(tmp_path: Path) -> None:

@@ -92,7 +92,9 @@ def test_without_a_length_the_schedule_says_what_to_set() -> None:
         trainer.fit(EncDec(latent_dim=4, width=4), data)
 
 
-def test_the_schedule_is_added_to_any_run_by_one_override(tmp_path) -> None:
-    cfg = compose_config("train", ["experiment=ede_published", "+callbacks/lr_schedule=cosine"], tmp_path)
-    assert cfg.callbacks.lr_schedule._target_ == "encdec_pl.runtime.callbacks.CosineDecay"
+def test_the_schedule_is_on_by_default_and_one_override_away(tmp_path) -> None:
+    assert compose_config("train", [], tmp_path).callbacks.lr_schedule._target_.endswith("CosineDecay")
+    assert "lr_schedule" not in compose_config("train", ["~callbacks/lr_schedule"], tmp_path).callbacks
     assert "lr_schedule" not in compose_config("train", ["experiment=ede_published"], tmp_path).callbacks
+    back = compose_config("train", ["experiment=ede_published", "callbacks/lr_schedule=cosine"], tmp_path)
+    assert back.callbacks.lr_schedule._target_ == "encdec_pl.runtime.callbacks.CosineDecay"

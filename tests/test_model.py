@@ -13,6 +13,7 @@ import torch
 from encdec_pl import EncDec
 from encdec_pl.errors import CheckpointError, InvalidArgument
 from encdec_pl.networks.image import Decoder, Encoder
+from encdec_pl.networks.tabular import TabularDecoder
 
 
 @pytest.mark.parametrize("latent_dim,width", [(32, 32), (8, 16), (64, 32)])
@@ -52,6 +53,25 @@ def test_batch_norm_decoder_adds_only_normalisation_and_decodes_from_running_sta
     model = EncDec(decoder_norm="batch")
     assert model.hparams["decoder_norm"] == "batch"
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.decoder.modules()) == 2
+
+
+def test_batch_norm_in_the_tabular_decoder_keeps_the_plain_layout_and_its_outputs() -> None:
+    """model.decoder_norm=batch on tables: batch norm before each hidden SiLU of the decoder MLP; with "none"
+    the layers (and so the state-dict keys of older checkpoints) are those of the MLP before the option."""
+    table = {"width": 5, "numeric_index": [0, 1], "categorical_slices": [slice(2, 5)], "latent_dim": 4,
+             "hidden_dim": 8, "depth": 2}  # fmt: skip
+    plain, normed = TabularDecoder(**table), TabularDecoder(**table, norm="batch")
+    assert [n for n, _ in plain.named_parameters()] == [f"net.{i}.{w}" for i in (0, 3, 6) for w in ("weight", "bias")]
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in normed.modules()) == 2
+    normed.train()
+    normed(torch.randn(64, 4) * 3 + 1)
+    normed.eval()
+    z = torch.randn(6, 4)
+    rows = normed(z)
+    torch.testing.assert_close(normed(z[:1]), rows[:1])  # running statistics in eval: one row decodes alone
+    torch.testing.assert_close(rows[:, 2:5].sum(dim=1), torch.ones(6))  # the categorical block stays a softmax
+    with pytest.raises(ValueError, match="norm"):
+        TabularDecoder(**table, norm="layer")
 
 
 def test_encode_rejects_wrong_shapes_with_a_clear_message() -> None:

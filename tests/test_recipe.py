@@ -33,6 +33,7 @@ def test_published_experiments_set_every_published_setting(experiment: str, tmp_
         for key, value in settings.items():
             assert cfg[group][key] == value, f"{experiment}: {group}.{key}"
     assert cfg.model._target_ == "encdec_pl.models.EncDec"
+    assert "lr_schedule" not in cfg.callbacks  # the published rate is constant
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ from torchvision import datasets, transforms
 
 from encdec_pl.data import ensure_dataset
 from encdec_pl.models import EncDec
+from encdec_pl.models.ede import PUBLISHED
 from encdec_pl.runtime.callbacks.equilibrium import EquilibriumDetector
 from encdec_pl.runtime.callbacks.speed import FastStep
 from encdec_pl.runtime.config import build_model, build_trainer, construct
@@ -75,6 +76,7 @@ def train_config(cfg: DictConfig, batch_size: int, device: torch.device, *extra:
     """The training config (conf/train.yaml) as `python -m encdec_pl.train` would compose it, plus overrides."""
     accelerator = "gpu" if device.type == "cuda" else "cpu"
     overrides = [
+        f"experiment={cfg.experiment}",  # the network and optimiser the loops time (bench.yaml)
         f"seed={cfg.seed}",
         f"data.batch_size={batch_size}",
         f"trainer.accelerator={accelerator}",
@@ -157,7 +159,7 @@ def published_loop(
     loader = DataLoader(
         datasets.MNIST(data_root, train=True, transform=augment), batch_size=batch_size, shuffle=True, num_workers=1
     )
-    model = EncDec().to(device).train()
+    model = EncDec(**PUBLISHED).to(device).train()
     optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4)
     timer = RepeatTimer(batch_size, warmup, steps, repeats, device)
     for _ in range(timer.total_steps):

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from encdec_pl.errors import ConfigError
 from encdec_pl.models import EncDec
+from encdec_pl.models.ede import PUBLISHED
 from encdec_pl.runtime.cli import run_cli, start_run, user_errors
 from encdec_pl.runtime.config import CONFIG_PACKAGE
 
@@ -37,7 +38,7 @@ CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 def interleaved_steps(batch_size: int, rounds: int, warmup: int, clock: str) -> dict[str, list[float]]:
     """Seconds per training step of each variant over `rounds` rounds (after `warmup` rounds), on CPU."""
     torch.manual_seed(0)
-    base = EncDec()
+    base = EncDec(**PUBLISHED)  # the published model, whose step docs/speed.md times
     models = {}
     for name, (_, channels_last) in VARIANTS.items():
         model = copy.deepcopy(base)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -30,17 +30,23 @@ class Autoencoder(BaseAutoencoder):
     Logs `recon`, `mse` (the pixel MSE whatever `recon_loss` is) and `latent_norm`.
     """
 
+    # The AE's checkpoints from before model.recon_loss were trained on pixel MSE.
+    settings_before_they_existed: ClassVar[dict[str, Any]] = {
+        **BaseAutoencoder.settings_before_they_existed,
+        "recon_loss": "mse",
+    }
+
     def __init__(
         self,
         latent_dim: int = 32,
         width: int = 32,
         dropout: float = 1 / 32,
-        optimizer: str = "rmsprop",
-        lr: float = 1e-4,
+        optimizer: str = "adam",
+        lr: float = 9.1e-4,
         latent_norm_window: int = 64,
         recon_loss: str = "bce",
         data_spec: DataSpec | dict[str, Any] | None = None,
-        decoder_norm: str = "none",
+        decoder_norm: str = "batch",
     ) -> None:
         require(recon_loss in RECON_LOSSES, "recon_loss", recon_loss, f"one of {sorted(RECON_LOSSES)}")
         super().__init__(latent_dim, width, dropout, optimizer, lr, latent_norm_window, data_spec, decoder_norm)

@@ -14,7 +14,7 @@ import importlib
 import inspect
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -63,6 +63,9 @@ class BaseAutoencoder(L.LightningModule):
 
     # Encoder outputs per latent dimension: 1 for a code, 2 for a VAE's mean and log-variance.
     encoder_outputs_per_dim = 1
+    # Settings added after checkpoints were first written, each with the value that reproduces the model of
+    # a checkpoint that does not name it (the behaviour before the setting existed), whatever the default is now.
+    settings_before_they_existed: ClassVar[dict[str, Any]] = {"decoder_norm": "none"}
 
     def __init__(
         self,
@@ -134,7 +137,11 @@ class BaseAutoencoder(L.LightningModule):
         path = Path(checkpoint_path)
         if not path.is_file():
             raise CheckpointError(f"checkpoint not found: {path}")
-        model_class = checkpoint_model_class(path) if cls is BaseAutoencoder else cls
+        header = _checkpoint_header(path)
+        model_class = _model_class(path, header) if cls is BaseAutoencoder else cls
+        saved = header.get("hyper_parameters") or {}
+        older = {k: v for k, v in model_class.settings_before_they_existed.items() if k not in saved}
+        kwargs = {**older, **kwargs}
         try:
             model = super(BaseAutoencoder, model_class).load_from_checkpoint(path, map_location=map_location, **kwargs)
         except Exception as err:  # noqa: BLE001 - any failure here is a checkpoint that does not load; see below
@@ -213,12 +220,15 @@ def _why_it_does_not_load(cls: type[BaseAutoencoder], path: Path, kwargs: dict, 
 
 def checkpoint_model_class(path: Path) -> type[BaseAutoencoder]:
     """The model class a checkpoint was saved from (its "model_class" entry)."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, EOFError, ValueError, OSError) as err:
-        raise CheckpointError(f"cannot load checkpoint {path}: {first_line(err)}") from err
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict)")
+    return _model_class(path, _checkpoint_header(path))
+
+
+def _checkpoint_header(path: Path) -> dict[str, Any]:
+    """The checkpoint, memory-mapped (its tensors are not read), or CheckpointError."""
+    return read_checkpoint(path, mmap=True)
+
+
+def _model_class(path: Path, checkpoint: dict[str, Any]) -> type[BaseAutoencoder]:
     # Checkpoints written before the entry existed all hold EncDec, the only model then.
     name = checkpoint.get("model_class", "encdec_pl.models.ede.EncDec")
     module, _, qualname = name.rpartition(".")

@@ -16,10 +16,11 @@ from torch import nn
 from encdec_pl.errors import CheckpointError, first_line
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint's contents (on CPU), or CheckpointError naming the file and what is wrong with it."""
+def read_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """The checkpoint's contents (on CPU; `mmap`: tensors mapped, not read), or CheckpointError naming the file
+    and what is wrong with it."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:  # noqa: BLE001 - torch raises OSError, KeyError, RuntimeError, UnpicklingError...
         raise CheckpointError(f"cannot read checkpoint {path}: {_why_unreadable(Path(path), err)}") from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
@@ -56,7 +57,8 @@ def check_checkpoint_fits(
     unexpected = [k for k in saved if k not in expected]
     if not (reshaped or missing or unexpected):
         return
-    saved_hparams = checkpoint.get("hyper_parameters") or {}
+    # a setting the checkpoint predates had the value that reproduced its behaviour (BaseAutoencoder)
+    saved_hparams = {**getattr(model, "settings_before_they_existed", {}), **(checkpoint.get("hyper_parameters") or {})}
     model_hparams = dict(getattr(model, "hparams", {}))
     differing = [k for k in model_hparams if k in saved_hparams and saved_hparams[k] != model_hparams[k]]
     details = []

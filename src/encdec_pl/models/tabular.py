@@ -42,10 +42,7 @@ def _check_table_settings(table: Any, hidden_dim: Any, depth: Any, discrete_outp
     require(numeric_loss in NUMERIC_LOSSES, "numeric_loss", numeric_loss, f"one of {NUMERIC_LOSSES}")
     require(is_number(numeric_weight) and numeric_weight >= 0, "numeric_weight", numeric_weight, ">= 0")
     require(is_number(categorical_weight) and categorical_weight >= 0, "categorical_weight", categorical_weight, ">= 0")
-    # model.decoder_norm is a setting of the image decoder; the tabular MLP has none (not measured on tables)
-    require(
-        decoder_norm == "none", "decoder_norm", decoder_norm, '"none" on tables (batch norm is for the image decoder)'
-    )
+    require(decoder_norm in ("none", "batch"), "decoder_norm", decoder_norm, '"none" or "batch"')
 
 
 class TabularParts:
@@ -62,7 +59,8 @@ class TabularParts:
         enc = self.encoding
         self.encoder = TabularEncoder(enc.width, encoder_outputs, hp["hidden_dim"], hp["depth"], hp["dropout"])
         self.decoder = TabularDecoder(enc.width, enc.numeric_index(), enc.categorical_slices(), hp["latent_dim"],
-                                      hp["hidden_dim"], hp["depth"], hp["discrete_output"], hp["tau"])  # fmt: skip
+                                      hp["hidden_dim"], hp["depth"], hp["discrete_output"], hp["tau"],
+                                      hp["decoder_norm"])  # fmt: skip
         # sigma of the Gaussian likelihood on each number (numeric_loss=gaussian), learned
         self.log_sigma = nn.Parameter(torch.zeros(len(enc.numeric)))
         self.example_input_array = torch.zeros(1, enc.width)  # the model summary's sizes and FLOPs
@@ -131,10 +129,10 @@ class TabularEncDec(TabularParts, EncDec):
         pull_weight: float = 1.0,
         push_weight: float = 1.0,
         fake_weight: float = 2.0,
-        optimizer: str = "rmsprop",
-        lr: float = 1e-4,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
         latent_norm_window: int = 64,
-        decoder_norm: str = "none",
+        decoder_norm: str = "batch",
     ) -> None:
         _check_table_settings(table, hidden_dim, depth, discrete_output, tau, numeric_loss, numeric_weight,
                               categorical_weight, decoder_norm)  # fmt: skip
@@ -177,11 +175,11 @@ class TabularAutoencoder(TabularParts, Autoencoder):
         numeric_loss: str = "mse",
         numeric_weight: float = 1.0,
         categorical_weight: float = 1.0,
-        optimizer: str = "rmsprop",
-        lr: float = 1e-4,
+        optimizer: str = "adam",
+        lr: float = 9.1e-4,
         latent_norm_window: int = 64,
         recon_loss: str = "bce",
-        decoder_norm: str = "none",
+        decoder_norm: str = "batch",
     ) -> None:
         _check_table_settings(table, hidden_dim, depth, discrete_output, tau, numeric_loss, numeric_weight,
                               categorical_weight, decoder_norm)  # fmt: skip
@@ -219,10 +217,10 @@ class TabularVAE(TabularParts, VAE):
         numeric_weight: float = 1.0,
         categorical_weight: float = 1.0,
         kl_weight: float = 1.0,
-        optimizer: str = "rmsprop",
-        lr: float = 1e-4,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
         latent_norm_window: int = 64,
-        decoder_norm: str = "none",
+        decoder_norm: str = "batch",
     ) -> None:
         _check_table_settings(table, hidden_dim, depth, discrete_output, tau, numeric_loss, numeric_weight,
                               categorical_weight, decoder_norm)  # fmt: skip

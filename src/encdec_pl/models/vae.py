@@ -33,11 +33,11 @@ class VAE(BaseAutoencoder):
         width: int = 32,
         dropout: float = 1 / 32,
         kl_weight: float = 1.0,
-        optimizer: str = "rmsprop",
-        lr: float = 1e-4,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
         latent_norm_window: int = 64,
         data_spec: DataSpec | dict[str, Any] | None = None,
-        decoder_norm: str = "none",
+        decoder_norm: str = "batch",
     ) -> None:
         require(is_number(kl_weight) and kl_weight >= 0, "kl_weight", kl_weight, ">= 0")
         super().__init__(latent_dim, width, dropout, optimizer, lr, latent_norm_window, data_spec, decoder_norm)

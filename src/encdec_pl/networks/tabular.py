@@ -24,11 +24,17 @@ from torch import nn
 DISCRETE_OUTPUTS = ("softmax", "gumbel", "straight_through", "repair")
 
 
-def mlp(sizes: list[int], dropout: float) -> nn.Sequential:
+def mlp(sizes: list[int], dropout: float, norm: str = "none") -> nn.Sequential:
+    """Linear layers of `sizes`, SiLU and dropout after each hidden one; `norm="batch"` puts batch norm before
+    each SiLU (model.decoder_norm, as in the image decoder). With "none" no module is added, so the layer
+    indices, and the state-dict keys of checkpoints made before the option existed, are unchanged."""
+    if norm not in ("none", "batch"):
+        raise ValueError(f'norm must be "none" or "batch", got {norm!r}')
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
+            layers += [nn.BatchNorm1d(n_out)] if norm == "batch" else []
             layers += [nn.SiLU(), nn.Dropout(dropout)]
     return nn.Sequential(*layers)
 
@@ -57,6 +63,7 @@ class TabularDecoder(nn.Module):
         depth: int = 2,
         discrete_output: str = "softmax",
         tau: float = 0.2,
+        norm: str = "none",
     ) -> None:
         super().__init__()
         if discrete_output not in DISCRETE_OUTPUTS:
@@ -69,7 +76,7 @@ class TabularDecoder(nn.Module):
         order = torch.empty(width, dtype=torch.long)
         order[torch.tensor(source)] = torch.arange(width)
         self.register_buffer("column_order", order, persistent=False)
-        self.net = mlp([latent_dim, *[hidden_dim] * depth, width], 0.0)
+        self.net = mlp([latent_dim, *[hidden_dim] * depth, width], 0.0, norm)
 
     def raw(self, z: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(numbers (B, n_numeric), [logits (B, levels) per categorical column]): what AE/VAE losses score."""
