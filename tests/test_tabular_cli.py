@@ -124,3 +124,29 @@ def test_sample_on_an_image_model_writes_a_grid_and_a_tensor(tmp_path: Path) -> 
     samples = torch.load(out / "samples.pt", weights_only=True)
     assert samples.shape == (20, 1, 28, 28) and samples.min() >= 0 and samples.max() <= 1
     assert (out / "samples.png").stat().st_size > 0
+
+
+def test_the_column_token_transformer_trains_and_samples_through_the_cli(tmp_path: Path) -> None:
+    run = tmp_path / "transformer"
+    _ok(run_cli("encdec_pl.train", *SHORT, "network.arch=transformer", "trainer.max_epochs=1",
+                "trainer.limit_train_batches=3", f"hydra.run.dir={run}"))  # fmt: skip
+    assert json.loads((run / "metrics.json").read_text())["global_step"] == 3
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["hyper_parameters"]["arch"] == "transformer"
+    assert any(k.startswith("encoder.transformer.") for k in checkpoint["state_dict"])
+    out = tmp_path / "sample"  # the checkpoint rebuilds the transformer from its hyperparameters
+    _ok(run_cli("encdec_pl.sample", f"ckpt_path={run}/checkpoints/last.ckpt", "num_samples=200",
+                f"hydra.run.dir={out}"))  # fmt: skip
+    assert json.loads((out / "validity.json").read_text())["repaired"]["rows"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [("network.arch=transfomer", "network.arch='transfomer' is invalid: must be one of ('mlp', 'transformer')"),
+     ("network.token_heads=5", "network.token_heads=5 is invalid: must be a positive integer dividing token_dim")],
+)  # fmt: skip
+def test_a_bad_network_arch_is_one_line_naming_the_key(override: str, expected: str, tmp_path: Path) -> None:
+    result = run_cli("encdec_pl.train", "data=adult", override, f"hydra.run.dir={tmp_path}", "logger=none")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and expected in lines[0]

@@ -25,7 +25,15 @@ from encdec_pl.models.ae import Autoencoder
 from encdec_pl.models.ede import EncDec
 from encdec_pl.models.vae import _LOG_VAR_RANGE, VAE
 from encdec_pl.networks.table_encoding import TableEncoding
-from encdec_pl.networks.tabular import DISCRETE_OUTPUTS, TabularDecoder, TabularEncoder
+from encdec_pl.networks.tabular import (
+    ARCHS,
+    DISCRETE_OUTPUTS,
+    ColumnTokenDecoder,
+    ColumnTokenEncoder,
+    RowDecoder,
+    TabularDecoder,
+    TabularEncoder,
+)
 
 NUMERIC_LOSSES = ("mse", "gaussian")
 
@@ -45,22 +53,38 @@ def _check_table_settings(table: Any, hidden_dim: Any, depth: Any, discrete_outp
     require(decoder_norm in ("none", "batch"), "decoder_norm", decoder_norm, '"none" or "batch"')
 
 
+def _check_arch(arch: Any, token_dim: Any, token_layers: Any, token_heads: Any) -> None:
+    require(arch in ARCHS, "arch", arch, f"one of {ARCHS}")
+    require(is_positive_int(token_dim), "token_dim", token_dim, "a positive integer")
+    require(is_positive_int(token_layers), "token_layers", token_layers, "a positive integer")
+    require(is_positive_int(token_heads) and token_dim % token_heads == 0, "token_heads", token_heads,
+            f"a positive integer dividing token_dim ({token_dim})")  # fmt: skip
+
+
 class TabularParts:
     """What the three tabular models share: networks built from `table`, row-shaped encode/decode."""
 
     is_tabular = True
     hparams: Any
     encoder: nn.Module
-    decoder: TabularDecoder
+    decoder: RowDecoder
 
     def _build_tabular(self, encoder_outputs: int) -> None:
         hp = self.hparams
         self.encoding = TableEncoding(hp["table"])
         enc = self.encoding
-        self.encoder = TabularEncoder(enc.width, encoder_outputs, hp["hidden_dim"], hp["depth"], hp["dropout"])
-        self.decoder = TabularDecoder(enc.width, enc.numeric_index(), enc.categorical_slices(), hp["latent_dim"],
-                                      hp["hidden_dim"], hp["depth"], hp["discrete_output"], hp["tau"],
-                                      hp["decoder_norm"])  # fmt: skip
+        numeric, blocks = enc.numeric_index(), enc.categorical_slices()
+        # checkpoints from before network.arch existed hold no `arch`: they are MLPs
+        # model.decoder_norm applies to the MLP; the transformer normalises its tokens itself (pre-norm LayerNorm)
+        if hp.get("arch", "mlp") == "transformer":
+            tokens = hp["token_dim"], hp["token_layers"], hp["token_heads"]
+            self.encoder = ColumnTokenEncoder(numeric, blocks, encoder_outputs, *tokens, hp["dropout"])
+            self.decoder = ColumnTokenDecoder(enc.width, numeric, blocks, hp["latent_dim"], *tokens,
+                                              hp["discrete_output"], hp["tau"])  # fmt: skip
+        else:
+            self.encoder = TabularEncoder(enc.width, encoder_outputs, hp["hidden_dim"], hp["depth"], hp["dropout"])
+            self.decoder = TabularDecoder(enc.width, numeric, blocks, hp["latent_dim"], hp["hidden_dim"],
+                                          hp["depth"], hp["discrete_output"], hp["tau"], hp["decoder_norm"])  # fmt: skip
         # sigma of the Gaussian likelihood on each number (numeric_loss=gaussian), learned
         self.log_sigma = nn.Parameter(torch.zeros(len(enc.numeric)))
         self.example_input_array = torch.zeros(1, enc.width)  # the model summary's sizes and FLOPs
@@ -122,6 +146,10 @@ class TabularEncDec(TabularParts, EncDec):
         depth: int = 2,
         discrete_output: str = "softmax",
         tau: float = 0.2,
+        arch: str = "mlp",
+        token_dim: int = 64,
+        token_layers: int = 2,
+        token_heads: int = 4,
         numeric_loss: str = "mse",
         numeric_weight: float = 1.0,
         categorical_weight: float = 1.0,
@@ -136,6 +164,7 @@ class TabularEncDec(TabularParts, EncDec):
     ) -> None:
         _check_table_settings(table, hidden_dim, depth, discrete_output, tau, numeric_loss, numeric_weight,
                               categorical_weight, decoder_norm)  # fmt: skip
+        _check_arch(arch, token_dim, token_layers, token_heads)
         super().__init__(latent_dim, width, dropout, margin, pull_weight, push_weight, fake_weight, optimizer, lr,
                          latent_norm_window)  # fmt: skip
         self.save_hyperparameters(logger=False)  # `table` holds the encoding's knots: kept out of the loggers
@@ -172,6 +201,10 @@ class TabularAutoencoder(TabularParts, Autoencoder):
         depth: int = 2,
         discrete_output: str = "softmax",
         tau: float = 0.2,
+        arch: str = "mlp",
+        token_dim: int = 64,
+        token_layers: int = 2,
+        token_heads: int = 4,
         numeric_loss: str = "mse",
         numeric_weight: float = 1.0,
         categorical_weight: float = 1.0,
@@ -183,6 +216,7 @@ class TabularAutoencoder(TabularParts, Autoencoder):
     ) -> None:
         _check_table_settings(table, hidden_dim, depth, discrete_output, tau, numeric_loss, numeric_weight,
                               categorical_weight, decoder_norm)  # fmt: skip
+        _check_arch(arch, token_dim, token_layers, token_heads)
         # recon_loss (model.recon_loss) is the image AE's pixel loss; on tables the per-type loss is
         # set by numeric_loss and the type weights (network group). Accepted, so model=ae composes.
         super().__init__(latent_dim, width, dropout, optimizer, lr, latent_norm_window, recon_loss)
@@ -213,6 +247,10 @@ class TabularVAE(TabularParts, VAE):
         depth: int = 2,
         discrete_output: str = "softmax",
         tau: float = 0.2,
+        arch: str = "mlp",
+        token_dim: int = 64,
+        token_layers: int = 2,
+        token_heads: int = 4,
         numeric_loss: str = "mse",
         numeric_weight: float = 1.0,
         categorical_weight: float = 1.0,
@@ -224,6 +262,7 @@ class TabularVAE(TabularParts, VAE):
     ) -> None:
         _check_table_settings(table, hidden_dim, depth, discrete_output, tau, numeric_loss, numeric_weight,
                               categorical_weight, decoder_norm)  # fmt: skip
+        _check_arch(arch, token_dim, token_layers, token_heads)
         super().__init__(latent_dim, width, dropout, kl_weight, optimizer, lr, latent_norm_window)
         self.save_hyperparameters(logger=False)
         self._build_tabular(2 * latent_dim)
