@@ -17,9 +17,15 @@ split), records in docs/results/tabular/tuning/. The setting with the best valid
 split like the other rows. The longer runs ("ede_fw2_e40", "ede_fw2_e80"): the shipped EDE trained
 40 and 80 epochs in one run folder (seeds 1, 2 only if 80 epochs beat 20 on the criterion at seed 0),
 and 160 at seed 0; then the tuned AE and VAE continued from 20 to 80 epochs ("ae_tuned_e80", "vae_tuned_e80").
+The architectures ("arch_*", stage arch, not in the default stages): the MLP against the column-token
+transformer (network.arch), EDE at fake_weight 2 and the tuned AE (numeric_weight 0.3), seed 0, scored on
+the validation rows like the weight search (records in docs/results/tabular/tuning/); EDE at 5, 10 and
+20 epochs in one run folder per architecture (the transformer trains about 13x slower per step on
+two cores), the AE at 5 and 20; then the MLP EDE continued to 80 epochs, about the transformer's
+wall time at 10.
 
     python scripts/tabular_results.py [--only NAME_PREFIX] [--epochs 20] [--seeds 0,1,2]
-                                      [--stage base,tune,tuned,longer] [--table]
+                                      [--stage base,tune,tuned,longer,arch] [--table]
 """
 
 from __future__ import annotations
@@ -170,6 +176,27 @@ def longer_baselines_plan(seeds: list[int], epochs: int = 80) -> list[tuple[str,
     return runs
 
 
+ARCH_EPOCHS = (5, 10, 20)  # EDE per architecture, one run folder continued; the AE at the first and last
+ARCH_MLP_EQUAL_TIME_EPOCHS = 80
+ARCH_MODELS = {"ede": ["model=ede", "loss.fake_weight=2"], "ae": ["model=ae", "network.numeric_weight=0.3"]}
+
+
+def arch_plan() -> list[tuple[str, list[str], int, str]]:
+    """(name, overrides, epochs, run folder) of the MLP-against-transformer runs, shortest budgets first."""
+    runs = []
+    for epochs in ARCH_EPOCHS:
+        for model, settings in ARCH_MODELS.items():
+            if model == "ae" and epochs not in (ARCH_EPOCHS[0], ARCH_EPOCHS[-1]):
+                continue
+            for arch in ("mlp", "transformer"):
+                runs.append((f"arch_{model}_{arch}_e{epochs}_s0", [*settings, f"network.arch={arch}", "seed=0"],
+                             epochs, f"arch_{model}_{arch}_s0"))  # fmt: skip
+    # the MLP EDE continued to about the wall time of the transformer's 10 epochs: equal time, not equal steps
+    e = ARCH_MLP_EQUAL_TIME_EPOCHS
+    runs.append((f"arch_ede_mlp_e{e}_s0", [*ARCH_MODELS["ede"], "network.arch=mlp", "seed=0"], e, "arch_ede_mlp_s0"))
+    return runs
+
+
 def train_and_score(name: str, overrides: list[str], args: argparse.Namespace, split: str = "test",
                     epochs: int | None = None, run_name: str | None = None,
                     settings: tuple[str, ...] | list[str] = tuple(TABLE_OPTIMISATION)) -> None:  # fmt: skip
@@ -235,7 +262,8 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="only write docs/results/tabular/table.md")
     stages = (
         "base (the plan above), tune (AE/VAE weight search, on val), tuned (its best at every seed), longer, "
-        "recipe (the image recipe's optimisation on the table, on val)"
+        "recipe (the image recipe's optimisation on the table, on val); arch (MLP against transformer, on val; "
+        "only when named)"
     )
     parser.add_argument("--stage", default="base,tune,tuned,longer", help=stages)
     args = parser.parse_args()
@@ -280,6 +308,10 @@ def main() -> None:
         for name, overrides, run_name in longer_baselines_plan(seeds, LONGER_EPOCHS[-1]):
             if name.startswith(args.only):
                 train_and_score(name, overrides, args, epochs=LONGER_EPOCHS[-1], run_name=run_name)
+    if "arch" in stages:
+        for name, overrides, epochs, run_name in arch_plan():
+            if name.startswith(args.only):
+                train_and_score(name, overrides, args, split="val", epochs=epochs, run_name=run_name)
 
 
 COLUMNS = [("shape", "Shape"), ("trend", "Trend"), ("trend_default_thresholds", "Trend (default thr.)"),
