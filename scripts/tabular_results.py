@@ -21,8 +21,8 @@ The architectures ("arch_*", stage arch, not in the default stages): the MLP aga
 transformer (network.arch), EDE at fake_weight 2 and the tuned AE (numeric_weight 0.3), seed 0, scored on
 the validation rows like the weight search (records in docs/results/tabular/tuning/); EDE at 5, 10 and
 20 epochs in one run folder per architecture (the transformer trains about 13x slower per step on
-two cores), the AE at 5 and 20; then the MLP EDE continued to 80 epochs, about the transformer's
-wall time at 10.
+two cores), the AE at 5 and 20; then the MLP EDE continued to 80, 160 and 320 epochs, towards the
+transformer's wall times at 5 to 20 epochs.
 
     python scripts/tabular_results.py [--only NAME_PREFIX] [--epochs 20] [--seeds 0,1,2]
                                       [--stage base,tune,tuned,longer,arch] [--table]
@@ -177,7 +177,7 @@ def longer_baselines_plan(seeds: list[int], epochs: int = 80) -> list[tuple[str,
 
 
 ARCH_EPOCHS = (5, 10, 20)  # EDE per architecture, one run folder continued; the AE at the first and last
-ARCH_MLP_EQUAL_TIME_EPOCHS = 80
+ARCH_MLP_EQUAL_TIME_EPOCHS = (80, 160, 320)
 ARCH_MODELS = {"ede": ["model=ede", "loss.fake_weight=2"], "ae": ["model=ae", "network.numeric_weight=0.3"]}
 
 
@@ -191,9 +191,9 @@ def arch_plan() -> list[tuple[str, list[str], int, str]]:
             for arch in ("mlp", "transformer"):
                 runs.append((f"arch_{model}_{arch}_e{epochs}_s0", [*settings, f"network.arch={arch}", "seed=0"],
                              epochs, f"arch_{model}_{arch}_s0"))  # fmt: skip
-    # the MLP EDE continued to about the wall time of the transformer's 10 epochs: equal time, not equal steps
-    e = ARCH_MLP_EQUAL_TIME_EPOCHS
-    runs.append((f"arch_ede_mlp_e{e}_s0", [*ARCH_MODELS["ede"], "network.arch=mlp", "seed=0"], e, "arch_ede_mlp_s0"))
+    # the MLP EDE continued towards the transformer's wall times at 5 to 20 epochs: equal time, not equal steps
+    runs += [(f"arch_ede_mlp_e{e}_s0", [*ARCH_MODELS["ede"], "network.arch=mlp", "seed=0"], e, "arch_ede_mlp_s0")
+             for e in ARCH_MLP_EQUAL_TIME_EPOCHS]  # fmt: skip
     return runs
 
 
