@@ -83,8 +83,8 @@ class TabularParts:
                                               hp["discrete_output"], hp["tau"])  # fmt: skip
         else:
             self.encoder = TabularEncoder(enc.width, encoder_outputs, hp["hidden_dim"], hp["depth"], hp["dropout"])
-            self.decoder = TabularDecoder(enc.width, numeric, blocks, hp["latent_dim"], hp["hidden_dim"],
-                                          hp["depth"], hp["discrete_output"], hp["tau"], hp["decoder_norm"])  # fmt: skip
+            self.decoder = TabularDecoder(enc.width, numeric, blocks, hp["latent_dim"], hp["hidden_dim"], hp["depth"],
+                                          hp["discrete_output"], hp["tau"], hp["decoder_norm"])  # fmt: skip
         # sigma of the Gaussian likelihood on each number (numeric_loss=gaussian), learned
         self.log_sigma = nn.Parameter(torch.zeros(len(enc.numeric)))
         self.example_input_array = torch.zeros(1, enc.width)  # the model summary's sizes and FLOPs
