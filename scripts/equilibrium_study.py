@@ -228,7 +228,7 @@ def main() -> None:
     records = args.results / "runs" / "equilibrium"
     # Constant by default: a rate decayed to 0 over the run freezes the latent norm at the end whatever the
     # dynamics do, which would make the claim (the norm settles by itself, and quality with it) true by construction.
-    base = [f"experiment={args.experiment}", *(["~callbacks/lr_schedule"] if args.schedule == "constant" else [])]
+    base = [f"experiment={args.experiment}", *(["lr_schedule=constant"] if args.schedule == "constant" else [])]
     tag = args.experiment + ("_cosine" if args.schedule == "cosine" else "")
     mains = {seed: f"{tag}_{args.steps}steps_seed{seed}" for seed in args.seeds}
     margins = {m: f"{tag}_margin{m:g}_{args.margin_steps}steps_seed0" for m in args.margins}

@@ -31,13 +31,13 @@ from logged_runs import completed, measured, plot_quality_against_images, run  #
 # Each record keeps the experiment configs it ran with (the recipe before decoder_norm=batch was
 # "published + adam 1e-3", and its "lr x3" row is "published + adam 3e-3"; before the cosine schedule was
 # part of it, "recipe" was today's "recipe, constant lr" and "recipe + cosine lr decay" today's "recipe").
-PLAIN = ["model.decoder_norm=none", "~callbacks/lr_schedule"]
+PLAIN = ["model.decoder_norm=none", "lr_schedule=constant"]
 RUNS: dict[str, list[str]] = {
     "published": ["experiment=ede_published"],
     "published + adam 1e-3": ["experiment=ede_published", "model.optimizer=adam", "model.lr=1e-3"],
     "published + adam 3e-3": ["experiment=ede_published", "model.optimizer=adam", "model.lr=3e-3"],
     "recipe": ["experiment=ede_mnist_fast"],
-    "recipe, constant lr": ["experiment=ede_mnist_fast", "~callbacks/lr_schedule"],
+    "recipe, constant lr": ["experiment=ede_mnist_fast", "lr_schedule=constant"],
     "recipe, decoder_norm none (published decoder)": ["experiment=ede_mnist_fast", "model.decoder_norm=none"],
     "recipe, rmsprop 1e-4 (published optimizer)": [
         "experiment=ede_mnist_fast",

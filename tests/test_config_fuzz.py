@@ -162,7 +162,7 @@ def error_message(extra: list[str], data_root: Path) -> str:
     "override,expected",
     [
         ("seed=abc", "seed='abc' is invalid: must be an integer in [0, 2**32 - 1], or null"),
-        ("callbacks/lr_schedule=null", "a config group cannot be set to null on the command line: remove it with ~"),
+        ("lr_schedule=null", "a config group cannot be set to null on the command line: remove it with ~"),
         ("seed=-3", "seed=-3 is invalid"),  # Lightning: "-3 is not in bounds" (ValueError)
         ("seed=2.5", "seed=2.5 is invalid"),  # was silently truncated to 2
         ("+model.foo=1", "model.foo is not a setting of EncDec; its settings: latent_dim, width,"),

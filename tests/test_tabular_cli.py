@@ -55,6 +55,27 @@ def test_a_tabular_run_resumes_where_it_stopped(adult_run: Path, tmp_path: Path)
     assert json.loads((run_dir / "metrics.json").read_text())["global_step"] == 24
 
 
+def test_a_resume_that_trains_nothing_says_why(adult_run: Path, tmp_path: Path) -> None:
+    # Lightning 2.6: with trainer.max_steps set, a raised max_epochs does not lengthen a run that
+    # stopped at an epoch's end. Not silent: the run warns and names the fix (docs/faults.md).
+    run_dir = tmp_path / "resumed"
+    result = run_cli("encdec_pl.train", *SHORT, "trainer.max_epochs=3", "trainer.max_steps=3000",
+                     f"ckpt_path={adult_run}/checkpoints/last.ckpt", f"hydra.run.dir={run_dir}")  # fmt: skip
+    _ok(result)
+    assert json.loads((run_dir / "metrics.json").read_text())["global_step"] == 16
+    assert "The resumed run trained no step (still step 16)" in result.stderr + result.stdout
+    assert "add trainer.max_steps=-1" in result.stderr + result.stdout
+
+
+def test_speed_off_trains_a_table_with_batches_moved_one_by_one(tmp_path: Path) -> None:
+    # speed=off sets data.device_resident=false for every data module, tables included
+    run_dir = tmp_path / "off"
+    _ok(run_cli("encdec_pl.train", *SHORT, "speed=off", "trainer.max_epochs=1", f"hydra.run.dir={run_dir}"))
+    assert json.loads((run_dir / "metrics.json").read_text())["global_step"] == 8
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu",
+                      weights_only=True)["datamodule_hyper_parameters"]["device_resident"] is False  # fmt: skip
+
+
 def test_sample_writes_valid_rows_with_the_original_columns(adult_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "sample"
     _ok(run_cli("encdec_pl.sample", f"ckpt_path={adult_run}/checkpoints/last.ckpt", "num_samples=500",

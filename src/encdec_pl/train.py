@@ -93,6 +93,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         status = "interrupted" if trainer.interrupted else "completed"
+        if ckpt_path and status == "completed" and trainer.global_step == int(checkpoint.get("global_step", -1)):
+            # Lightning 2.6's fit loop, resumed from a checkpoint written at an epoch's end, counts that
+            # epoch twice when trainer.max_steps is also set, so a raised max_epochs can end at once.
+            log.warning(
+                "The resumed run trained no step (still step %d). With trainer.max_steps set, raising "
+                "trainer.max_epochs alone does not lengthen a run that stopped at an epoch's end: add "
+                "trainer.max_steps=-1, or raise trainer.max_steps instead",
+                trainer.global_step,
+            )
     except BaseException as err:
         status = run_status(err)  # interrupted (Ctrl-C, SIGTERM), diverged (non-finite loss) or failed
         raise

@@ -168,7 +168,7 @@ def load_adult(root: str | Path, download: bool = True) -> tuple[pd.DataFrame, p
 
 
 class AdultDataModule(L.LightningDataModule):
-    """UCI Adult, official split, encoded per type, held on the training device.
+    """UCI Adult, official split, encoded per type, held on the training device (unless device_resident=false).
 
     After `setup()`: `train_table`, `val_table`, `test_table` (DataFrames with the original
     columns and values), `encoding` (fitted on `train_table`), and `train_set`, `val_set`,
@@ -184,9 +184,11 @@ class AdultDataModule(L.LightningDataModule):
         split_seed: int = 0,
         download: bool = True,
         n_quantiles: int = 1000,
+        device_resident: bool | str = "auto",
     ) -> None:
         super().__init__()
         require(dataset == "adult", "dataset", dataset, "adult")
+        require(device_resident in (True, False, "auto"), "device_resident", device_resident, "true, false or auto")
         require(is_positive_int(batch_size), "batch_size", batch_size, "a positive integer")
         require(is_positive_int(val_size) and val_size < 32561, "val_size", val_size, "an integer in [1, 32560]")
         require(is_non_negative_int(split_seed), "split_seed", split_seed, "an integer >= 0")
@@ -196,6 +198,9 @@ class AdultDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.root, self.dataset_name, self.batch_size = root, dataset, batch_size
         self.val_size, self.split_seed, self.download, self.n_quantiles = val_size, split_seed, download, n_quantiles
+        # The table is small (a few MB encoded), so it lives on the training device unless told not to
+        # (speed=off: batches cut on the CPU, each moved by Lightning, as a DataLoader's would be).
+        self.device_resident = device_resident is not False
         self.encoding: TableEncoding | None = None
         self.train_table = self.val_table = self.test_table = None
         self.train_set: TableRows | None = None
@@ -237,7 +242,8 @@ class AdultDataModule(L.LightningDataModule):
     @property
     def device(self) -> torch.device:
         trainer = getattr(self, "trainer", None)
-        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        on_device = trainer is not None and self.device_resident
+        return trainer.strategy.root_device if on_device else torch.device("cpu")
 
     def _loader(self, split: str, dataset: TableRows | None, shuffle: bool) -> TableBatches:
         assert dataset is not None, "call setup() first"

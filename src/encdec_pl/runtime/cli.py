@@ -296,10 +296,10 @@ def user_error_message(err: BaseException) -> str | None:
     if isinstance(err, MisconfigurationException):
         return first_line(err)
     if isinstance(err, ValueError) and str(err).startswith("Config group override must be a string or a list"):
-        # Hydra's own ValueError for `group=null` on the command line (e.g. callbacks/lr_schedule=null)
+        # Hydra's own ValueError for `group=null` on the command line (e.g. experiment=null)
         return (
             "a config group cannot be set to null on the command line: remove it with ~<group> "
-            "(e.g. ~callbacks/lr_schedule), or choose one of its options (python -m encdec_pl.train --help)"
+            "(e.g. ~experiment), or choose one of its options (python -m encdec_pl.train --help)"
         )
     return None
 

@@ -250,7 +250,7 @@ class FaultHandler(L.Callback):
                         self.resume_lr_factor,
                     )
                     group["lr"] *= self.resume_lr_factor
-                    if "initial_lr" in group:  # the base rate a schedule (callbacks/lr_schedule) scales each step
+                    if "initial_lr" in group:  # the base rate a schedule (lr_schedule=cosine) scales each step
                         group["initial_lr"] *= self.resume_lr_factor
         if self.save_on_signal:
             log.info("Ctrl-C (or SIGTERM) saves a checkpoint at the end of the current step and stops")

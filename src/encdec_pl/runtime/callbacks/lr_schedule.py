@@ -38,7 +38,7 @@ class CosineDecay(L.Callback):
             raise ConfigError(
                 "callbacks.lr_schedule decays over the run's length in steps, which is not set "
                 "(trainer.max_steps and trainer.max_epochs are both -1): set trainer.max_steps=<steps> "
-                "or trainer.max_epochs=<epochs> (or remove the schedule with ~callbacks/lr_schedule)"
+                "or trainer.max_epochs=<epochs> (or remove the schedule with lr_schedule=constant)"
             )
         self.total_steps = int(total)
 
