@@ -177,6 +177,17 @@ def collect(args: argparse.Namespace) -> None:
                     shutil.rmtree(args.out / str(args.images) / ds / f"{slug(name)}_seed{seed}", ignore_errors=True)
 
 
+def ruler(record: dict) -> str:
+    """The evaluation classifier that scored `record`: test accuracy and, where recorded, its weights' fingerprint."""
+    info = record["evaluation"]["classifier"]
+    return f"{info['test_accuracy']:.4f}" + (f" ({info['weights_sha256'][:8]})" if "weights_sha256" in info else "")
+
+
+def classifiers(records: dict[str, list[dict]]) -> str:
+    rulers = sorted({ruler(r) for rs in records.values() for r in rs})
+    return f"test accuracy {rulers[0]}" if len(rulers) == 1 else f"{len(rulers)} of them, per row in the last column"
+
+
 def cell(values: list[float], digits: int) -> str:
     if not values:
         return "-"
@@ -197,14 +208,14 @@ def write_table(args: argparse.Namespace) -> None:
         any_record = next(iter(records.values()))[0]["evaluation"]
         ref = any_record["reference"]
         lines += [
-            f"**{ds}** (evaluation classifier test accuracy {any_record['classifier']['test_accuracy']:.4f}; "
+            f"**{ds}** (evaluation classifier: {classifiers(records)}; "
             f"probes on raw pixels: logreg {ref['probe/logreg/pixels']:.3f}, kNN {ref['probe/knn/pixels']:.3f}; "
             f"Frechet distance between two sets of real test images: {ref['frechet/real']:.2f})",
             "",
             "| row | seeds | "
             + " | ".join(title for _, title, _ in COLUMNS)
-            + " | train wall (s) | load (1-min avg) |",
-            "|---|---:|" + "---:|" * (len(COLUMNS) + 2),
+            + " | train wall (s) | load (1-min avg) | classifier |",
+            "|---|---:|" + "---:|" * (len(COLUMNS) + 2) + "---|",
         ]
         for name in ROWS:
             rs = records.get(name, [])
@@ -215,8 +226,11 @@ def write_table(args: argparse.Namespace) -> None:
             cells = [cell([r["evaluation"]["metrics"][k] for r in rs], d) for k, _, d in COLUMNS]
             walls = cell([r["train_wall_s"] for r in rs], 0)
             loads = ", ".join(f"{r['load_at_start'][0]:.1f}-{r['load_at_end'][0]:.1f}" for r in rs)
-            lines.append(f"| {name} | {len(rs)} | " + " | ".join(cells) + f" | {walls} | {loads} |")
-        lines.append("")
+            rulers = ", ".join(sorted({ruler(r) for r in rs}))
+            lines.append(f"| {name} | {len(rs)} | " + " | ".join(cells) + f" | {walls} | {loads} | {rulers} |")
+        lines += ["", "classifier: the evaluation classifier each row was scored with (its test accuracy, and its "
+                  "weights' fingerprint where recorded): Frechet distances compare only between rows read with one "
+                  "classifier; label preservation and the probes hardly depend on it.", ""]  # fmt: skip
         plot_curves(records, args.figures / f"quality_vs_budget_{ds}.png", ds)
     text = "\n".join(lines)
     out = args.records / f"images_{args.images}" / "results_table.md"

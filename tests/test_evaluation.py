@@ -1,10 +1,15 @@
-"""score_model, the scoring shared by `evaluate` and the quality callback, on a model with known answers."""
+"""score_model, the scoring shared by `evaluate` and the quality callback, on a model with known answers;
+and the evaluation classifier it scores with, which must be the same wherever it is trained."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
 
-from encdec_pl.evaluation.classifier import EvaluationClassifier
+from encdec_pl.data import MNISTDataModule
+from encdec_pl.evaluation.classifier import EvaluationClassifier, load_classifier, train_classifier
 from encdec_pl.evaluation.scoring import Split, judge, score_model
 from encdec_pl.models import EncDec
 from encdec_pl.models.base import BaseAutoencoder
@@ -53,3 +58,22 @@ def test_scoring_leaves_the_global_rng_and_the_training_mode_alone() -> None:
     assert model.training  # restored after scoring in eval mode
     again = score_model(model, classifier, split, split, num_samples=64, seed=3)
     assert first.metrics == again.metrics  # fixed subsets and seeded samples: comparable across steps
+
+
+@pytest.mark.slow
+def test_the_classifier_is_the_same_ruler_whatever_the_thread_count(data_root: Path, tmp_path: Path) -> None:
+    """Every Frechet distance is read with the evaluation classifier: retraining it on a machine with
+    another core count (or OMP_NUM_THREADS) must give the same weights, so it trains on one thread."""
+    fingerprints, before = [], torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            datamodule = MNISTDataModule(root=str(data_root), batch_size=64, num_workers=0, download=False)
+            path = tmp_path / f"{threads}.pt"
+            info = train_classifier(datamodule, path, epochs=1, limit_train_batches=8, accelerator="cpu")
+            assert torch.get_num_threads() == threads  # the caller's setting is restored
+            assert load_classifier(path, "mnist")[1]["weights_sha256"] == info["weights_sha256"]
+            fingerprints.append(info["weights_sha256"])
+    finally:
+        torch.set_num_threads(before)
+    assert fingerprints[0] == fingerprints[1]
