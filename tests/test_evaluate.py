@@ -1,5 +1,5 @@
 """`python -m encdec_pl.classifier` and `python -m encdec_pl.evaluate` end to end, in subprocesses,
-on real MNIST: the EDE checkpoint of the shared 300-step run, and a short VAE run with the
+on real MNIST: the EDE checkpoint of the shared TRAIN_STEPS-step run (conftest), and a short VAE run with the
 quality callback. The classifier is trained once per session on a small budget into a tmp cache.
 """
 
