@@ -77,7 +77,7 @@ def run_cli(module: str, *overrides: str, cwd: Path | None = None, timeout: floa
 
 # One real training run shared by the end-to-end, resume and notebook tests: 150 steps of the
 # default EDE on MNIST, validating every 50 steps, W&B offline. 150, not more: it is the longest
-# setup of the suite (about 1.7 s a step on one thread of the 2-core CI machine), and every test
+# setup of the suite (about 1.7 s a step on one thread of this project's 2-core CPU), and every test
 # that reads it asserts what the first 150 steps already show (the terms move, the norm grows).
 # Tests that use it carry `uses_trained_run`, which keeps them on one xdist worker so the
 # run happens once per test session.

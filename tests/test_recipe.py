@@ -134,6 +134,6 @@ def test_recipe_beats_the_published_settings_at_the_same_steps(
 # Measured with the tests' classifier after 100 steps: seed 0 recipe 0.282, published 0.112 (gap 0.17); seed 1
 # 0.316 and 0.100 (gap 0.22); after 200 steps, seed 0, 0.385 and 0.113 (docs/recipe.md, "The regression test"). The
 # published settings stay at chance (0.1) this early, so the margin asks the recipe to be well above it.
-# 100 steps, not 200: this test was the longest of the suite (12 min of CI).
+# 100 steps, not 200: at 200 it was the longest test of the suite (715 s on one worker of the 2-core CPU).
 RECIPE_STEPS = 100
 RECIPE_MARGIN = 0.10
