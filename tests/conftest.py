@@ -28,6 +28,14 @@ DATA_ROOT = Path(os.environ.get("ENCDEC_DATA_DIR", REPO_ROOT.parent / "shared" /
 torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Slow tests first, quick ones last: pytest-xdist hands tests out in collection order, so a
+    # minutes-long test collected late ran alone on one worker while the other sat idle; with the
+    # quick tests at the end, both workers stay busy until the last minute. Stable: each group keeps
+    # its file order.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     if not (DATA_ROOT / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():

@@ -140,11 +140,13 @@ def test_sample_on_an_image_model_writes_a_grid_and_a_tensor(tmp_path: Path) -> 
     _ok(run_cli("encdec_pl.train", "logger=csv", "trainer.max_steps=2", "trainer.limit_val_batches=1",
                 "trainer.accelerator=cpu", "data.num_workers=0", f"hydra.run.dir={run}"))  # fmt: skip
     out = tmp_path / "sample"
-    _ok(run_cli("encdec_pl.sample", f"ckpt_path={run}/checkpoints/last.ckpt", "num_samples=20",
+    # fit_size: the Gaussian from 2000 training codes, not all 55,000 (35 s of encoding on one thread).
+    _ok(run_cli("encdec_pl.sample", f"ckpt_path={run}/checkpoints/last.ckpt", "num_samples=20", "fit_size=2000",
                 f"hydra.run.dir={out}"))  # fmt: skip
     samples = torch.load(out / "samples.pt", weights_only=True)
     assert samples.shape == (20, 1, 28, 28) and samples.min() >= 0 and samples.max() <= 1
     assert (out / "samples.png").stat().st_size > 0
+    assert json.loads((out / "metrics.json").read_text())["metrics"]["fitted_on"] == 2000
 
 
 def test_the_column_token_transformer_trains_and_samples_through_the_cli(tmp_path: Path) -> None:

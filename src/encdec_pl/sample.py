@@ -20,7 +20,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import make_grid, save_image
 
-from encdec_pl.errors import CheckpointError, ConfigError
+from encdec_pl.errors import CheckpointError, ConfigError, is_positive_int
+from encdec_pl.evaluation.scoring import Split
 from encdec_pl.models.base import BaseAutoencoder, checkpoint_model_class
 from encdec_pl.models.checkpoints import read_checkpoint
 from encdec_pl.models.sampling import decode_all, draw_codes, encode_all, fit_code_gaussian, sample_table
@@ -36,6 +37,8 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError("ckpt_path is required: python -m encdec_pl.sample ckpt_path=<run>/checkpoints/last.ckpt")
     if not (isinstance(cfg.num_samples, int) and cfg.num_samples > 0):
         raise ConfigError(f"num_samples={cfg.num_samples!r} is invalid: must be a positive integer")
+    if not (cfg.fit_size is None or is_positive_int(cfg.fit_size)):
+        raise ConfigError(f"fit_size={cfg.fit_size!r} is invalid: must be a positive integer, or null for all images")
     ckpt_path = Path(_abspath(str(cfg.ckpt_path)))
     if not ckpt_path.is_file():
         raise CheckpointError(f"ckpt_path={cfg.ckpt_path}: no checkpoint file at {ckpt_path}")
@@ -64,14 +67,15 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
         datamodule = construct(cfg, "data")
         datamodule.prepare_data()
         datamodule.setup()
-        images, _ = datamodule.train_set.as_tensors()
-        mean, cov = fit_code_gaussian(encode_all(model, images))
+        fit = Split(*datamodule.train_set.as_tensors()).subset(cfg.fit_size, cfg.seed)  # as evaluate picks them
+        mean, cov = fit_code_gaussian(encode_all(model, fit.images))
         samples = decode_all(model, draw_codes(mean, cov, cfg.num_samples, cfg.seed))
         files = {"samples": output_dir / "samples.pt", "grid": output_dir / "samples.png"}
         torch.save(samples, files["samples"])
         save_image(make_grid(samples[:256], nrow=cfg.images_per_row, padding=2, pad_value=0.5), files["grid"])
-        log.info("%d images from %s", len(samples), type(model).__name__)
-    metrics = {f"validity_raw/{k}": v for k, v in raw_validity.items()} if tabular else {}
+        log.info("%d images from %s (Gaussian fitted to %d training codes)", len(samples), type(model).__name__,
+                 len(fit.images))  # fmt: skip
+    metrics = {f"validity_raw/{k}": v for k, v in raw_validity.items()} if tabular else {"fitted_on": len(fit.images)}
     if tabular:
         metrics["validity_repaired/rows"] = summary["repaired"]["rows"]
     write_summary(output_dir, "sample", "completed", checkpoint.get("global_step"), metrics,
