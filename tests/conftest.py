@@ -30,7 +30,7 @@ torch.set_num_threads(1)
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Slow tests first, quick ones last: pytest-xdist hands tests out in collection order, so a
-    # minutes-long test collected late ran alone on one worker while the other sat idle; with the
+    # minutes-long test collected late can run alone on one worker while the other sits idle; with the
     # quick tests at the end, both workers stay busy until the last minute. Stable: each group keeps
     # its file order.
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
