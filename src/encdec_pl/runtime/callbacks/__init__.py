@@ -5,6 +5,7 @@ from encdec_pl.runtime.callbacks.equilibrium import EquilibriumDetector
 from encdec_pl.runtime.callbacks.faults import FaultHandler
 from encdec_pl.runtime.callbacks.latent_norm import LatentNormPlot
 from encdec_pl.runtime.callbacks.lr_schedule import CosineDecay
+from encdec_pl.runtime.callbacks.progress import ProgressBar
 from encdec_pl.runtime.callbacks.quality import QualityMonitor
 from encdec_pl.runtime.callbacks.reconstructions import ReconstructionGrid
 from encdec_pl.runtime.callbacks.speed import FastStep
@@ -18,6 +19,7 @@ __all__ = [
     "FaultHandler",
     "LastCheckpoint",
     "LatentNormPlot",
+    "ProgressBar",
     "QualityMonitor",
     "ReconstructionGrid",
     "TimeEstimate",
