@@ -42,7 +42,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from logged_runs import completed, run  # noqa: E402 - scripts/: the script's own folder is on sys.path
 
-from encdec_pl.evaluation.equilibrium import EquilibriumRule, find_equilibrium  # noqa: E402
+from encdec_pl.evaluation.equilibrium import (  # noqa: E402
+    EquilibriumRule,
+    QualityCurve,
+    StudiedRun,
+    find_equilibrium,
+    tune_rule,
+)
 from encdec_pl.runtime.history import measurements, read_csv_history, series  # noqa: E402
 
 QUALITY = [  # (logged key, label, higher is better)
@@ -124,6 +130,7 @@ def analyse_main(rows: list[dict], rule: EquilibriumRule) -> dict:
     if eq_step is not None:
         result["latent_norm_at_equilibrium"] = nearest(steps, norms, eq_step)
     result["latent_norm_at_end"] = mean(norms[-20:])
+    result["stopping_cost"] = studied_run(rows).stopping_cost(rule)  # what stopping at the detector's step gives up
     for key, _, higher_better in QUALITY:
         q_steps, q_values = measurements(rows, key, "step")
         if not q_steps:
@@ -139,6 +146,13 @@ def analyse_main(rows: list[dict], rule: EquilibriumRule) -> dict:
             entry["change_after_equilibrium_share"] = (end - at_eq) / (end - start) if end != start else 0.0
         result["quality"][key] = entry
     return result
+
+
+def studied_run(rows: list[dict]) -> StudiedRun:
+    steps, norms = series(rows, "train/latent_norm_avg", "step")
+    quality = {key: QualityCurve(*(list(x) for x in measurements(rows, key, "step")), higher)
+               for key, _, higher in QUALITY if measurements(rows, key, "step")[0]}  # fmt: skip
+    return StudiedRun([int(s) for s in steps], list(norms), quality)
 
 
 def analyse_margins(runs: dict[float, list[dict]]) -> dict:
@@ -214,6 +228,8 @@ def main() -> None:
     parser.add_argument("--margin-steps", type=int, default=2000, help="length of the other margins' runs")
     parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
                         help="the learning rate: constant (the default; why: below) or cosine")  # fmt: skip
+    parser.add_argument("--tolerated-loss", type=float, default=0.02,
+                        help="detector tuning: the share of a quality metric's gain a stop may give up")  # fmt: skip
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "equilibrium_study")
     parser.add_argument("--stage", choices=("train", "analyse", "all"), default="all")
     parser.add_argument("--figures", type=Path, default=REPO / "docs" / "images")
@@ -256,6 +272,17 @@ def main() -> None:
             summary["seeds"][seed] = result
             title = f"EDE, experiment={args.experiment}, seed {seed}"
             plot_main(record["rows"], result, args.figures / f"equilibrium_{args.experiment}_seed{seed}.png", title)
+        main_rows = {seed: json.loads((records / f"{name}.json").read_text())["rows"]
+                     for seed, name in mains.items() if (records / f"{name}.json").is_file()}  # fmt: skip
+        if main_rows:
+            runs = {seed: studied_run(rows) for seed, rows in main_rows.items()}
+            summary["tuning"] = tuning = tune_rule(runs, args.tolerated_loss)
+            best = tuning["best"]
+            print(f"detector tuning ({len(main_rows)} seeds, {tuning['rules_tried']} rules): "
+                  + (f"{tuning['rules_safe']} stop every seed giving up at most {args.tolerated_loss:.0%} of any "
+                     f"metric's gain; the one that saves most: {best['rule']}, "
+                     f"{best['mean_saved_share']:.0%} of the steps saved on average" if best else
+                     "no rule stops every seed without giving up more than that"), flush=True)  # fmt: skip
         first = records / f"{mains[args.seeds[0]]}.json"
         margin_runs = {1.0: json.loads(first.read_text())["rows"]} if first.is_file() else {}
         for margin, name in margins.items():

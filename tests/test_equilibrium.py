@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
 from encdec_pl.errors import InvalidArgument
-from encdec_pl.evaluation.equilibrium import EquilibriumRule, find_equilibrium
+from encdec_pl.evaluation.equilibrium import EquilibriumRule, QualityCurve, StudiedRun, find_equilibrium, tune_rule
 
 RULE = EquilibriumRule(window=10, tolerance=0.01, patience=5)
 
@@ -43,3 +44,43 @@ def test_min_step_ignores_an_early_flat_stretch() -> None:
 def test_rule_arguments_are_checked() -> None:
     with pytest.raises(InvalidArgument, match="tolerance"):
         EquilibriumRule(tolerance=0)
+
+
+def _studied_run(noise_seed: int) -> StudiedRun:
+    """A run whose latent norm jumps up in 300 steps, then drifts up 0.2% per 100 steps until step 1500 and
+    is flat after; quality (label preservation) rises until step 1500 and is flat after, with noise."""
+    rng = random.Random(noise_seed)
+    steps = list(range(0, 4000, 10))
+    norms = [5 * min(s / 300, 1) * (1 + 0.00002 * min(max(s - 300, 0), 1200)) for s in steps]
+    q_steps = list(range(0, 4001, 200))
+    quality = [0.1 + 0.8 * min(s / 1500, 1) + rng.gauss(0, 0.005) for s in q_steps]
+    return StudiedRun(steps, norms, {"label_preservation": QualityCurve(q_steps, quality, True)})
+
+
+def test_share_given_up_is_the_missing_part_of_the_gain() -> None:
+    curve = QualityCurve([0, 500, 1000, 1500, 2000], [0.0, 0.5, 1.0, 1.0, 1.0], higher_is_better=True)
+    assert curve.share_given_up(1500) == pytest.approx(0.0)
+    assert 0.3 < curve.share_given_up(500) < 0.7  # smoothed: (0 + 0.5 + 1) / 3 at step 500
+    falling = QualityCurve([0, 500, 1000, 1500], [100.0, 50.0, 20.0, 20.0], higher_is_better=False)  # a distance
+    assert falling.share_given_up(1500) == pytest.approx(0.0) and falling.share_given_up(0) > 0.5
+    assert QualityCurve([0, 100, 200], [0.5, 0.4, 0.3], higher_is_better=True).share_given_up(100) is None
+
+
+def test_tuning_rejects_a_rule_that_stops_in_the_slow_drift_and_picks_one_that_waits() -> None:
+    runs = {seed: _studied_run(seed) for seed in range(3)}
+    loose = EquilibriumRule(window=10, tolerance=0.05, patience=5)  # calls the drift calm: stops near step 400
+    assert all(run.stopping_cost(loose)["worst_lost"] > 0.5 for run in runs.values())
+    tuning = tune_rule(runs, tolerated_loss=0.02)
+    best = tuning["best"]
+    assert best is not None and 0 < tuning["rules_safe"] < tuning["rules_tried"]
+    for cost in best["runs"].values():
+        assert cost["step"] >= 1300 and cost["worst_lost"] <= 0.02  # stops on the quality plateau...
+        assert cost["saved_share"] > 0.3  # ...and well before the end
+
+
+def test_tuning_says_so_when_no_rule_is_safe() -> None:
+    # the latent norm never settles while quality keeps rising to the end: no rule may stop it
+    steps, q_steps = list(range(0, 3000, 10)), list(range(0, 3001, 200))
+    rising = QualityCurve(q_steps, [s / 3000 for s in q_steps], higher_is_better=True)
+    run = StudiedRun(steps, [1 + s / 100 for s in steps], {"q": rising})
+    assert tune_rule({0: run}, tolerated_loss=0.02)["best"] is None
