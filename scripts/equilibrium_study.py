@@ -130,6 +130,11 @@ def analyse_main(rows: list[dict], rule: EquilibriumRule) -> dict:
     if eq_step is not None:
         result["latent_norm_at_equilibrium"] = nearest(steps, norms, eq_step)
     result["latent_norm_at_end"] = mean(norms[-20:])
+    # the norm's level over the run: its mean in blocks of 500 steps (does it still trend, or only wobble?)
+    blocks: dict[int, list[float]] = {}
+    for step, norm in zip(steps, norms, strict=True):
+        blocks.setdefault(int(step) // 500 * 500, []).append(norm)
+    result["latent_norm_by_500_steps"] = {start: round(mean(v), 2) for start, v in blocks.items()}
     result["stopping_cost"] = studied_run(rows).stopping_cost(rule)  # what stopping at the detector's step gives up
     for key, _, higher_better in QUALITY:
         q_steps, q_values = measurements(rows, key, "step")

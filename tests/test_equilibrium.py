@@ -58,12 +58,13 @@ def _studied_run(noise_seed: int) -> StudiedRun:
 
 
 def test_share_given_up_is_the_missing_part_of_the_gain() -> None:
-    curve = QualityCurve([0, 500, 1000, 1500, 2000], [0.0, 0.5, 1.0, 1.0, 1.0], higher_is_better=True)
-    assert curve.share_given_up(1500) == pytest.approx(0.0)
-    assert 0.3 < curve.share_given_up(500) < 0.7  # smoothed: (0 + 0.5 + 1) / 3 at step 500
-    falling = QualityCurve([0, 500, 1000, 1500], [100.0, 50.0, 20.0, 20.0], higher_is_better=False)  # a distance
-    assert falling.share_given_up(1500) == pytest.approx(0.0) and falling.share_given_up(0) > 0.5
-    assert QualityCurve([0, 100, 200], [0.5, 0.4, 0.3], higher_is_better=True).share_given_up(100) is None
+    steps = list(range(0, 4001, 200))
+    rising = QualityCurve(steps, [min(s / 2000, 1.0) for s in steps], higher_is_better=True)  # flat from 2000
+    assert rising.share_given_up(3000) == pytest.approx(0.0)
+    assert rising.share_given_up(1000) == pytest.approx(0.5)  # the smoothed level at 1000 is still 0.5
+    falling = QualityCurve(steps, [100 - 80 * min(s / 2000, 1.0) for s in steps], higher_is_better=False)  # a distance
+    assert falling.share_given_up(3000) == pytest.approx(0.0) and falling.share_given_up(400) > 0.7
+    assert QualityCurve(steps, [0.5 - s / 10000 for s in steps], higher_is_better=True).share_given_up(100) is None
 
 
 def test_tuning_rejects_a_rule_that_stops_in_the_slow_drift_and_picks_one_that_waits() -> None:
