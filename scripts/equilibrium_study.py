@@ -16,11 +16,15 @@ checkpoint under --out.
 
 Analysis per seed: the step at which the detector fires on the windowed latent norm (the defaults of
 conf/callbacks/equilibrium.yaml) against each quality metric's plateau step, the first measured step
-after which the metric gained less than 1% of its total (start-to-end) gain. Writes
+after which the metric gained less than 1% of its total gain (on a 5-point moving mean: at a constant rate
+one measurement wobbles by several per cent of the gain); what stopping at the detector's step gives up; and
+the detector tuned to the runs (encdec_pl.evaluation.equilibrium.tune_rule: the rule of a grid that stops every
+seed giving up at most --tolerated-loss of any metric's gain, or none). Writes
 docs/images/equilibrium_<experiment>_seed<k>.png, docs/images/equilibrium_<experiment>_margins.png
-(with --margins) and docs/results/equilibrium_<experiment>.json. The first study (published settings,
-one seed, 3 epochs; docs/results.md) was made by this script's earlier version (commit 8d96917):
-`--experiment ede_published --seeds 0 --epochs 3 --margins 0.5 2 4 --margin-epochs 2` is its equivalent.
+(with --margins), docs/results/equilibrium_<experiment>.json and its table, equilibrium_<experiment>.md.
+The first study (published settings, one seed, 3 epochs; docs/results.md) was made by this script's
+earlier version (commit 8d96917); its equivalent now:
+`--experiment ede_published --seeds 0 --epochs 3 --margins 0.5 2 4 --margin-epochs 2`.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -87,6 +92,9 @@ def train(
         *extra,
     ]  # fmt: skip
     load_at_start, start = [round(x, 2) for x in os.getloadavg()], time.time()
+    # only at a constant rate: a cosine decayed over the shorter run would not be the longer run's schedule
+    constant = "lr_schedule=constant" in overrides
+    continued_from = continue_shorter_run(run_dir, steps) if constant and not run_dir.exists() else None
     if not completed(run_dir):
         run_dir.mkdir(parents=True, exist_ok=True)
         run(command + ([f"ckpt_path={last}"] if last.is_file() else []), run_dir / "study_train.log")
@@ -101,21 +109,28 @@ def train(
         "command": " ".join(["python", *command[1:]]), "seed": seed, "steps": steps,
         "train_wall_s": round(time.time() - start, 1), "load_at_start": load_at_start,
         "load_at_end": [round(x, 2) for x in os.getloadavg()], "cpu_count": os.cpu_count(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "rows": rows,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "continued_from": continued_from, "rows": rows,
     }) + "\n")  # fmt: skip
     print(f"record written: {record}", flush=True)
 
 
-def plateau_step(steps: list, values: list, higher_better: bool, share: float = 0.01) -> int | None:
-    """The first measured step after which the metric gained less than `share` of its total gain."""
-    sign = 1 if higher_better else -1
-    total = sign * (values[-1] - values[0])
-    if total <= 0:
-        return None  # no gain at all
-    for step, value in zip(steps, values, strict=True):
-        if sign * (values[-1] - value) < share * total:
-            return int(step)
-    return int(steps[-1])
+def continue_shorter_run(run_dir: Path, steps: int) -> str | None:
+    """Start a longer main run from the longest shorter one of the same seed under the same folder, if any:
+    a copy of its folder (checkpoint and CSV log) resumed to `steps`. At a constant learning rate this is
+    the same training as one long run (the rate does not depend on the run's length); the record says so."""
+    prefix, suffix = run_dir.name.split("_" + str(steps) + "steps_")
+    shorter = []
+    for other in run_dir.parent.glob(f"{prefix}_*steps_{suffix}"):
+        other_steps = other.name.removeprefix(prefix + "_").split("steps_")[0]
+        if other_steps.isdigit() and int(other_steps) < steps and (other / "checkpoints" / "last.ckpt").is_file():
+            shorter.append((int(other_steps), other))
+    if not shorter:
+        return None
+    _, source = max(shorter)
+    shutil.copytree(source, run_dir)
+    (run_dir / "metrics.json").unlink(missing_ok=True)  # so the copy counts as started, not completed
+    print(f"continuing {source.name} as {run_dir.name}", flush=True)
+    return source.name
 
 
 def nearest(steps: list[int], values: list[float], step: int) -> float:
@@ -142,8 +157,9 @@ def analyse_main(rows: list[dict], rule: EquilibriumRule) -> dict:
             continue
         start, end = q_values[0], q_values[-1]
         best = max(q_values) if higher_better else min(q_values)
+        plateau = QualityCurve(list(q_steps), list(q_values), higher_better).plateau_step()
         entry = {"start": start, "end": end, "best": best, "best_step": int(q_steps[q_values.index(best)]),
-                 "plateau_step_1pct": plateau_step(q_steps, q_values, higher_better)}  # fmt: skip
+                 "plateau_step_1pct": plateau}  # fmt: skip
         if eq_step is not None:
             at_eq = nearest(q_steps, q_values, eq_step)
             entry["at_equilibrium"] = at_eq
@@ -158,6 +174,46 @@ def studied_run(rows: list[dict]) -> StudiedRun:
     quality = {key: QualityCurve(*(list(x) for x in measurements(rows, key, "step")), higher)
                for key, _, higher in QUALITY if measurements(rows, key, "step")[0]}  # fmt: skip
     return StudiedRun([int(s) for s in steps], list(norms), quality)
+
+
+def markdown_summary(summary: dict) -> str:
+    """The per-seed table of docs/results.md: where the detector fires, where each metric stops improving, what
+    stopping at the detector gives up, and the tuning's answer."""
+    short = {"quality/label_preservation": "label pres.", "quality/probe/knn/codes": "kNN codes",
+             "quality/frechet/reconstructions": "FD recon", "quality/frechet/samples": "FD samples"}  # fmt: skip
+    lines = ["| seed | steps | detector fires at | latent norm, 500-step means (min-max after step 500) | "
+             + " | ".join(f"{v}: start / best (step) / end; <1% gain after" for v in short.values())
+             + " | given up by stopping at the detector (worst metric) | train wall s |",
+             "|---|---:|---:|---|" + "---|" * len(short) + "---|---:|"]  # fmt: skip
+    for seed, r in summary["seeds"].items():
+        later = [v for start, v in r["latent_norm_by_500_steps"].items() if int(start) >= 500]
+        cells = []
+        for key in short:
+            q = r["quality"].get(key)
+            fmt = (lambda x: f"{x:.3f}") if q and abs(q["end"]) < 10 else (lambda x: f"{x:.0f}")
+            cells.append("-" if q is None else f"{fmt(q['start'])} / {fmt(q['best'])} ({q['best_step']}) / "
+                         f"{fmt(q['end'])}; {q['plateau_step_1pct']}")  # fmt: skip
+        cost = r["stopping_cost"]
+        worst = (f"{cost['worst_lost']:.1%} ({short[max(cost['lost'], key=cost['lost'].get)]})"
+                 if cost["step"] is not None and cost["lost"] else "- (never fires)")  # fmt: skip
+        fires = r["equilibrium_step"] if r["equilibrium_step"] is not None else "never"
+        lines.append(f"| {seed} | {r['last_step'] + 1} | {fires} | {min(later):.1f} - {max(later):.1f} | "
+                     + " | ".join(cells) + f" | {worst} | {r['train_wall_s']:.0f} |")  # fmt: skip
+    tuning = summary.get("tuning")
+    if tuning:
+        lines.append("")
+        lines.append(f"Detector tuning: {tuning['rules_tried']} rules (window x tolerance x patience: "
+                     f"{tuning['grid']}); {tuning['rules_stopping_every_run']} stop every seed, "
+                     f"{tuning['rules_safe']} of them giving up at most {tuning['tolerated_loss']:.0%} of every "
+                     "metric's gain.")  # fmt: skip
+        for name in ("best", "least_lost"):
+            rule = tuning[name]
+            if rule:
+                steps = ", ".join(f"seed {s}: step {c['step']}, gives up {c['worst_lost']:.1%}"
+                                  for s, c in rule["runs"].items())  # fmt: skip
+                lines.append(f"- {name.replace('_', ' ')}: {rule['rule']} ({steps}; "
+                             f"{rule['mean_saved_share']:.0%} of the steps saved on average)")  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def analyse_margins(runs: dict[float, list[dict]]) -> dict:
@@ -196,7 +252,7 @@ def plot_main(rows: list[dict], result: dict, path: Path, title: str) -> None:
     if result["equilibrium_step"] is not None:
         title += f": equilibrium detected at step {result['equilibrium_step']} (red)"
     axes[0].set_title(title, fontsize=9)
-    axes[-1].set_xlabel("training step (grey dotted: <1% of the metric's total gain after it)")
+    axes[-1].set_xlabel("training step (grey dotted: <1% of the metric's total gain after it, on a 5-point mean)")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -298,6 +354,8 @@ def main() -> None:
             plot_margins(margin_runs, args.figures / f"equilibrium_{args.experiment}_margins.png")
         args.results.mkdir(parents=True, exist_ok=True)
         (args.results / f"equilibrium_{args.experiment}.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if summary["seeds"]:
+            (args.results / f"equilibrium_{args.experiment}.md").write_text(markdown_summary(summary))
         print(json.dumps(summary, indent=2))
 
 

@@ -65,6 +65,7 @@ def test_share_given_up_is_the_missing_part_of_the_gain() -> None:
     falling = QualityCurve(steps, [100 - 80 * min(s / 2000, 1.0) for s in steps], higher_is_better=False)  # a distance
     assert falling.share_given_up(3000) == pytest.approx(0.0) and falling.share_given_up(400) > 0.7
     assert QualityCurve(steps, [0.5 - s / 10000 for s in steps], higher_is_better=True).share_given_up(100) is None
+    assert rising.plateau_step() == 2400 and falling.plateau_step() == 2400  # the 5-point mean is flat from there
 
 
 def test_tuning_rejects_a_rule_that_stops_in_the_slow_drift_and_picks_one_that_waits() -> None:

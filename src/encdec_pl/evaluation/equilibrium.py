@@ -107,6 +107,17 @@ class QualityCurve:
         at = level[min(range(len(self.steps)), key=lambda i: abs(self.steps[i] - step))]
         return max(0.0, sign * (level[-1] - at) / gain)
 
+    def plateau_step(self, share: float = 0.01) -> int | None:
+        """The first measured step from which less than `share` of the run's gain was still to come (on the
+        smoothed level, as share_given_up); None when the metric never improved."""
+        for step in self.steps:
+            given_up = self.share_given_up(step)
+            if given_up is None:
+                return None
+            if given_up < share:
+                return step
+        return self.steps[-1]
+
 
 @dataclass
 class StudiedRun:
