@@ -329,7 +329,12 @@ def main() -> None:
                 continue
             record = json.loads((records / f"{name}.json").read_text())
             result = analyse_main(record["rows"], rule)
-            result.update(train_wall_s=record["train_wall_s"], load=[record["load_at_start"], record["load_at_end"]])
+            wall, source = record["train_wall_s"], record.get("continued_from")
+            while source and (records / f"{source}.json").is_file():  # a continued run: its shorter runs' time too
+                earlier = json.loads((records / f"{source}.json").read_text())
+                wall, source = wall + earlier["train_wall_s"], earlier.get("continued_from")
+            result.update(train_wall_s=wall, continued_from=record.get("continued_from"),
+                          load=[record["load_at_start"], record["load_at_end"]])  # fmt: skip
             summary["seeds"][seed] = result
             title = f"EDE, experiment={args.experiment}, seed {seed}"
             plot_main(record["rows"], result, args.figures / f"equilibrium_{args.experiment}_seed{seed}.png", title)
