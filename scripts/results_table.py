@@ -153,9 +153,11 @@ def recipe_fake_weight(ds: str) -> float:
     """loss.fake_weight of the recipe (conf/experiment/ede_<ds>_fast.yaml)."""
     import yaml
 
-    return float(
-        yaml.safe_load((REPO / "conf" / "experiment" / f"ede_{ds}_fast.yaml").read_text())["loss"]["fake_weight"]
-    )
+    config = yaml.safe_load((REPO / "conf" / "experiment" / f"ede_{ds}_fast.yaml").read_text())
+    while "loss" not in config:  # an experiment that only changes its parent's data (ede_fashion_mnist_fast)
+        parent = next(d for d in config["defaults"] if isinstance(d, str))
+        config = yaml.safe_load((REPO / "conf" / "experiment" / f"{parent}.yaml").read_text())
+    return float(config["loss"]["fake_weight"])
 
 
 def collect(args: argparse.Namespace) -> None:
