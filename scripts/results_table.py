@@ -150,14 +150,11 @@ def records_dir(args: argparse.Namespace, ds: str) -> Path:
 
 
 def recipe_fake_weight(ds: str) -> float:
-    """loss.fake_weight of the recipe (conf/experiment/ede_<ds>_fast.yaml)."""
-    import yaml
+    """loss.fake_weight of the recipe, as train composes experiment=ede_<ds>_fast (which may inherit it)."""
+    from hydra import compose, initialize_config_dir
 
-    config = yaml.safe_load((REPO / "conf" / "experiment" / f"ede_{ds}_fast.yaml").read_text())
-    while "loss" not in config:  # an experiment that only changes its parent's data (ede_fashion_mnist_fast)
-        parent = next(d for d in config["defaults"] if isinstance(d, str))
-        config = yaml.safe_load((REPO / "conf" / "experiment" / f"{parent}.yaml").read_text())
-    return float(config["loss"]["fake_weight"])
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return float(compose("train", overrides=[f"experiment=ede_{ds}_fast"]).loss.fake_weight)
 
 
 def collect(args: argparse.Namespace) -> None:
