@@ -217,16 +217,18 @@ def write_table(args: argparse.Namespace) -> None:
             "|---|---:|" + "---:|" * (len(COLUMNS) + 2) + "---|",
         ]
         for name in ROWS:
-            rs = records.get(name, [])
+            rs, shown = records.get(name, []), name
             if name.startswith("EDE recipe fw=") and float(name.split("=")[1]) == recipe_fake_weight(ds):
+                # the fake_weight sweep's own point is the recipe's seed-0 run, named so it does not read as another run
                 rs = [r for r in records.get("EDE recipe", []) if r["seed"] == 0]
+                shown = f"{name} (the recipe's seed 0)"
             if not rs:
                 continue
             cells = [cell([r["evaluation"]["metrics"][k] for r in rs], d) for k, _, d in COLUMNS]
             walls = cell([r["train_wall_s"] for r in rs], 0)
             loads = ", ".join(f"{r['load_at_start'][0]:.1f}-{r['load_at_end'][0]:.1f}" for r in rs)
             rulers = ", ".join(sorted({ruler(r) for r in rs}))
-            lines.append(f"| {name} | {len(rs)} | " + " | ".join(cells) + f" | {walls} | {loads} | {rulers} |")
+            lines.append(f"| {shown} | {len(rs)} | " + " | ".join(cells) + f" | {walls} | {loads} | {rulers} |")
         lines += ["", "classifier: the evaluation classifier each row was scored with (its test accuracy, and its "
                   "weights' fingerprint where recorded): Frechet distances compare only between rows read with one "
                   "classifier; label preservation and the probes hardly depend on it.", ""]  # fmt: skip
