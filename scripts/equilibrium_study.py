@@ -52,6 +52,7 @@ from encdec_pl.evaluation.equilibrium import (  # noqa: E402
     QualityCurve,
     StudiedRun,
     find_equilibrium,
+    nearest_index,
     tune_rule,
 )
 from encdec_pl.runtime.history import measurements, read_csv_history, series  # noqa: E402
@@ -133,17 +134,13 @@ def continue_shorter_run(run_dir: Path, steps: int) -> str | None:
     return source.name
 
 
-def nearest(steps: list[int], values: list[float], step: int) -> float:
-    return values[min(range(len(steps)), key=lambda i: abs(steps[i] - step))]
-
-
 def analyse_main(rows: list[dict], rule: EquilibriumRule) -> dict:
     """Equilibrium step of the windowed latent norm, and each quality metric before and after it."""
     steps, norms = series(rows, "train/latent_norm_avg", "step")
     eq_step = find_equilibrium([int(s) for s in steps], norms, rule)
     result: dict = {"equilibrium_step": eq_step, "last_step": int(steps[-1]), "quality": {}}
     if eq_step is not None:
-        result["latent_norm_at_equilibrium"] = nearest(steps, norms, eq_step)
+        result["latent_norm_at_equilibrium"] = norms[nearest_index(steps, eq_step)]
     result["latent_norm_at_end"] = mean(norms[-20:])
     # the norm's level over the run: its mean in blocks of 500 steps (does it still trend, or only wobble?)
     blocks: dict[int, list[float]] = {}
@@ -161,7 +158,7 @@ def analyse_main(rows: list[dict], rule: EquilibriumRule) -> dict:
         entry = {"start": start, "end": end, "best": best, "best_step": int(q_steps[q_values.index(best)]),
                  "plateau_step_1pct": plateau}  # fmt: skip
         if eq_step is not None:
-            at_eq = nearest(q_steps, q_values, eq_step)
+            at_eq = q_values[nearest_index(q_steps, eq_step)]
             entry["at_equilibrium"] = at_eq
             # share of the whole run's change that came after the equilibrium step
             entry["change_after_equilibrium_share"] = (end - at_eq) / (end - start) if end != start else 0.0

@@ -79,6 +79,11 @@ def find_equilibrium(steps: Sequence[int], values: Sequence[float], rule: Equili
 # --- Tuning the rule against quality (scripts/equilibrium_study.py) -----------------------------------
 
 
+def nearest_index(steps: Sequence[float], step: float) -> int:
+    """The index of the measurement nearest to `step` (the earlier one on a tie)."""
+    return min(range(len(steps)), key=lambda i: abs(steps[i] - step))
+
+
 @dataclass
 class QualityCurve:
     """One quality metric measured during a run (callbacks=quality): steps, values, and its direction."""
@@ -104,7 +109,7 @@ class QualityCurve:
         gain = sign * (level[-1] - self.values[0])
         if gain <= 0:
             return None
-        at = level[min(range(len(self.steps)), key=lambda i: abs(self.steps[i] - step))]
+        at = level[nearest_index(self.steps, step)]
         return max(0.0, sign * (level[-1] - at) / gain)
 
     def plateau_step(self, share: float = 0.01) -> int | None:
