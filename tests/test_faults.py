@@ -316,12 +316,14 @@ def _start(run_root: Path, *overrides: str) -> subprocess.Popen:
 
 
 def _wait_for_training(process: subprocess.Popen, runs: Path, known: set[Path], timeout: float = 240) -> Path:
-    """The new run folder, once its log says training has started (and a few steps later)."""
+    """The new run folder, once training has started and saved its first checkpoint (the validation every 10
+    steps writes last.ckpt): a signal sent then comes after training steps, whatever the machine's load. A fixed
+    wait could send it before the first step, which stops with nothing to save (another case)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         for log in set(runs.glob("*/train.log")) - known:
-            if "Ctrl-C (or SIGTERM) saves a checkpoint" in log.read_text():
-                time.sleep(2)  # a few training steps
+            started = "Ctrl-C (or SIGTERM) saves a checkpoint" in log.read_text()
+            if started and (log.parent / "checkpoints" / "last.ckpt").is_file():
                 return log.parent
         time.sleep(0.2)
     process.kill()
