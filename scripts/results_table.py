@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from statistics import mean, stdev
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))  # runs from a checkout without activating the venv too
 
@@ -111,12 +113,28 @@ def train_and_evaluate(name: str, ds: str, seed: int, overrides: list[str], args
                     "machine": f"{platform.machine()} {os.cpu_count()} cores, torch threads "
                                f"{os.environ.get('OMP_NUM_THREADS', 'default')}"}  # fmt: skip
     record["load_at_start"] = load_now()
-    start = time.time()
+    # A run cut off (a session's end, a kill) resumes from its last.ckpt. Each training attempt's start is kept in
+    # the run folder; an attempt that never recorded its end ends at its last checkpoint's time (what came after was
+    # lost and is trained again), so the record counts the whole run, not the part after the last resume.
+    attempts_file = run_dir / "train_attempts.json"
     if not completed(run_dir):
         last = run_dir / "checkpoints" / "last.ckpt"
         run_dir.mkdir(parents=True, exist_ok=True)
+        attempts = json.loads(attempts_file.read_text()) if attempts_file.is_file() else []
+        for attempt in attempts:
+            if attempt["end"] is None:
+                attempt["end"] = last.stat().st_mtime if last.is_file() else attempt["start"]
+        if last.is_file():
+            record["resumed_from_step"] = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+        attempts.append({"start": time.time(), "end": None})
+        attempts_file.write_text(json.dumps(attempts))
         run(train_command + ([f"ckpt_path={last}"] if last.is_file() else []), run_dir / "table_train.log")
-    record["train_wall_s"] = round(time.time() - start, 1)  # includes start-up and the quality measurements
+        attempts[-1]["end"] = time.time()
+        attempts_file.write_text(json.dumps(attempts))
+    # start-up and the quality measurements included; None: trained before attempts were kept in the folder
+    attempts = json.loads(attempts_file.read_text()) if attempts_file.is_file() else None
+    record["train_wall_s"] = round(sum(a["end"] - a["start"] for a in attempts), 1) if attempts else None
+    record["train_attempts"] = len(attempts) if attempts else None
     out = run_dir / "evaluation"
     start = time.time()
     if not (out / "metrics.json").is_file():
