@@ -243,7 +243,7 @@ def write_table(args: argparse.Namespace) -> None:
             if not rs:
                 continue
             cells = [cell([r["evaluation"]["metrics"][k] for r in rs], d) for k, _, d in COLUMNS]
-            walls = cell([r["train_wall_s"] for r in rs], 0)
+            walls = cell([r["train_wall_s"] for r in rs if r["train_wall_s"] is not None], 0)  # None: time not kept
             loads = ", ".join(f"{r['load_at_start'][0]:.1f}-{r['load_at_end'][0]:.1f}" for r in rs)
             rulers = ", ".join(sorted({ruler(r) for r in rs}))
             lines.append(f"| {shown} | {len(rs)} | " + " | ".join(cells) + f" | {walls} | {loads} | {rulers} |")
