@@ -147,7 +147,9 @@ def train_and_evaluate(name: str, ds: str, seed: int, overrides: list[str], args
     record["evaluation"] = evaluation
     record["quality_curve"] = quality_curve(run_dir)
     if seed == 0:  # the row's picture: test reconstructions and samples side by side
-        record["figure"] = str(side_by_side(out, args.figures / f"{ds}_{slug(name)}.png").relative_to(REPO))
+        figure = side_by_side(out, args.figures / f"{ds}_{slug(name)}.png").resolve()
+        # relative to the repository when the figure is in it (the committed records), else as given
+        record["figure"] = str(figure.relative_to(REPO) if figure.is_relative_to(REPO) else figure)
     return record
 
 
