@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import math
 import os
 import signal
@@ -26,8 +27,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from encdec_pl import EncDec
+from encdec_pl.data import MNISTDataModule
 from encdec_pl.errors import CheckpointError
-from encdec_pl.runtime.callbacks.faults import FaultHandler, NonFiniteWatch
+from encdec_pl.runtime.callbacks.faults import FaultHandler, NonFiniteWatch, RunInterrupted
 from encdec_pl.runtime.config import register_resolvers
 from encdec_pl.runtime.history import read_csv_history, series
 from encdec_pl.runtime.resume import (
@@ -64,6 +66,43 @@ def _error_lines(result: subprocess.CompletedProcess) -> list[str]:
 
 
 # ----- the pieces, in process ---------------------------------------------------------------------
+class CtrlCAtTrainStart(L.Callback):
+    """Sends this process a real SIGINT once training starts, before its first batch: a Ctrl-C that comes too early."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_before_the_first_step_stops_at_once_saves_nothing_and_puts_the_handlers_back(
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The path the subprocess tests cannot hit on purpose (their signal waits for a step): no step, no checkpoint
+    to write, so the run stops with the signal's exit status instead of saving an untrained model as last.ckpt."""
+    checkpoints = tmp_path / "checkpoints"
+    handler = FaultHandler(dirpath=str(checkpoints))
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=5, callbacks=[CtrlCAtTrainStart(), handler], logger=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+    )  # fmt: skip
+    datamodule = MNISTDataModule(root=str(data_root), batch_size=16, device_resident=True, download=False)
+    caught: list[int] = []  # the caller's own Ctrl-C handler, which the fit must hand the next Ctrl-C back to
+    callers = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        with caplog.at_level(logging.WARNING), pytest.raises(RunInterrupted) as stopped:
+            trainer.fit(EncDec(width=4, latent_dim=4), datamodule=datamodule)
+        # Lightning's teardown may leave the fit's handler installed, inactive: it must forward to the caller's.
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.5)  # the handler runs here, in the main thread
+    finally:
+        signal.signal(signal.SIGINT, callers)
+    assert caught == [signal.SIGINT]
+    assert stopped.value.code == 128 + signal.SIGINT
+    assert trainer.global_step == 0
+    assert "Stopped by SIGINT before the first training step: nothing new to save" in caplog.text
+    assert not checkpoints.exists() or not any(checkpoints.iterdir())
+
+
 def test_non_finite_watch_names_the_first_bad_step_and_only_its_terms() -> None:
     watch = NonFiniteWatch()
 
