@@ -185,12 +185,19 @@ def anchor_time_plan(seeds: list[int]) -> list[tuple[str, list[str], int]]:
 # validation rows against the default runs themselves (re-scored on val, not retrained).
 COLLAPSE_VARIANTS = {"default": [], "adam3e-4": ["model.lr=3e-4"], "rmsprop": TABLE_OPTIMISATION}
 COLLAPSE_SEEDS = (0, 2)
+COLLAPSE_EPOCHS = ANCHOR_TIME_EPOCHS[0]  # the default runs it re-scores are anchor_time's 240-epoch ones
+
+
+def collapse_run(variant: str, seed: int) -> str:
+    """The run folder of the collapse check's `variant` at `seed` (also the rate stage's EDE folders)."""
+    e = COLLAPSE_EPOCHS
+    return f"defaults_ede_fw2_e{e}_s{seed}" if variant == "default" else f"collapse_ede_fw2_e{e}_{variant}_s{seed}"
 
 
 def collapse_plan() -> list[tuple[str, list[str], str]]:
     """(name, overrides, run folder) of the collapse check: 240 epochs of EDE fw 2, every variant and seed."""
-    return [(f"collapse_ede_fw2_e240_{variant}_s{seed}", ["model=ede", "loss.fake_weight=2", *extra, f"seed={seed}"],
-             f"defaults_ede_fw2_e240_s{seed}" if variant == "default" else f"collapse_ede_fw2_e240_{variant}_s{seed}")
+    return [(f"collapse_ede_fw2_e{COLLAPSE_EPOCHS}_{variant}_s{seed}",
+             ["model=ede", "loss.fake_weight=2", *extra, f"seed={seed}"], collapse_run(variant, seed))
             for seed in COLLAPSE_SEEDS for variant, extra in COLLAPSE_VARIANTS.items()]  # fmt: skip
 
 
@@ -198,7 +205,7 @@ def collapse_plan() -> list[tuple[str, list[str], str]]:
 # rows, so it is trained at every seed and scored on the test split beside the anchors (seeds 0 and 2 are the collapse
 # check's own run folders, scored again). The tuned AE and VAE get the same 240 epochs at their own best rate: Adam
 # 1e-3 (train's default) or 3e-4, searched on the validation rows at seed 0, the winner trained at every seed.
-RATE_EPOCHS = 240
+RATE_EPOCHS = COLLAPSE_EPOCHS  # the same length, so that the collapse check's runs are reused
 RATE_LRS = {"lr1e-3": [], "lr3e-4": ["model.lr=3e-4"]}
 
 
@@ -207,7 +214,7 @@ def rate_plan(seeds: list[int]) -> list[tuple[str, list[str], str, str]]:
     rate search has its records."""
     ede = ["model=ede", "loss.fake_weight=2", *COLLAPSE_VARIANTS["adam3e-4"]]
     runs = [(f"rate_ede_fw2_e{RATE_EPOCHS}_lr3e-4_s{seed}", [*ede, f"seed={seed}"],
-             f"collapse_ede_fw2_e{RATE_EPOCHS}_adam3e-4_s{seed}", "test") for seed in seeds]  # fmt: skip
+             collapse_run("adam3e-4", seed), "test") for seed in seeds]  # fmt: skip
     for model in ("ae", "vae"):
         best = best_tuning(f"tune_{model}_")
         if best is None:
@@ -397,7 +404,8 @@ def main() -> None:
     if "collapse" in stages:
         for name, overrides, run_name in collapse_plan():
             if name.startswith(args.only):
-                train_and_score(name, overrides, args, split="val", epochs=240, run_name=run_name, settings=())
+                train_and_score(name, overrides, args, split="val", epochs=COLLAPSE_EPOCHS, run_name=run_name,
+                                settings=())  # fmt: skip
     if "rate" in stages:
         for _ in range(2):  # a baseline's test runs are planned once its rate search has its records
             for name, overrides, run_name, split in rate_plan(seeds):
