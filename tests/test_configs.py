@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 from pathlib import Path
 
 import lightning as L
@@ -93,6 +94,17 @@ def test_overrides_reach_the_objects(tmp_path: Path) -> None:
     model = construct(cfg, "model", "loss")
     assert model.loss.fake_weight == 0.5 and model.encoder.head[-1].out_features == 8
     assert instantiate(cfg.trainer, logger=False).max_steps == 7
+
+
+def test_adult_experiment_is_the_measured_run(tmp_path: Path) -> None:
+    # experiment=ede_adult must train what docs/tabular.md measured: the record's own command, composed.
+    record = json.loads((REPO_ROOT / "docs/results/tabular/rate_ede_fw2_e240_lr3e-4_s0.json").read_text())
+    measured = [o for o in record["train_command"].split()[3:] if not o.startswith(("seed=", "logger=", "~"))]
+    experiment, run = (compose_config("train", o, tmp_path) for o in (["experiment=ede_adult"], measured))
+    for group in ("model", "loss", "data", "network"):
+        assert experiment[group] == run[group], group
+    assert experiment.trainer.max_epochs == run.trainer.max_epochs == record["epochs"] == 240
+    assert experiment.model.lr == record["model_hparams"]["lr"] == 3e-4
 
 
 def test_fashion_mnist_experiment_switches_dataset(tmp_path: Path) -> None:
