@@ -139,29 +139,57 @@ def experiment_configs(overrides: list[str]) -> dict:
     return {n: yaml.safe_load((REPO / "conf" / "experiment" / f"{n}.yaml").read_text()) for n in names}
 
 
+def dataset_of(record: dict) -> str:
+    """The data set a record's run trained on (the Fashion-MNIST twin's runs say so in their overrides)."""
+    return "fashion_mnist" if any("fashion_mnist" in o for o in record["overrides"]) else "mnist"
+
+
+def label_preservation_at(record: dict, step: int) -> float:
+    """The measured label preservation nearest to `step` (the curve is measured every --every steps)."""
+    row = min(record["curve"], key=lambda r: abs(r["step"] - step))
+    return row.get("quality/label_preservation", float("nan"))
+
+
+def table_row(record: dict) -> str:
+    """One markdown row of the ablation table."""
+    final, nan = record["final"], float("nan")
+    at = [label_preservation_at(record, record["steps"] * k // 3) for k in (1, 2)] + [final.get(KEYS[0], nan)]
+    cells = [" / ".join(f"{v:.3f}" for v in at)]
+    cells += [f"{final.get(k, nan):.3f}" for k in KEYS[1:3]] + [f"{final.get(k, nan):.1f}" for k in KEYS[3:5]]
+    cells += [f"{final.get('quality/mse', nan):.4f}", f"{record['train_wall_s']:.0f}"]
+    cells += [f"{record['load_at_start'][0]:.0f}-{record['load_at_end'][0]:.0f}"]
+    return f"| {record['run']} | {record['seed']} | " + " | ".join(cells) + " |"
+
+
 def write_table(folder: Path, steps: int) -> None:
     records = [json.loads(p.read_text()) for p in sorted(folder.glob("*_seed*.json"))]
     order = list(RUNS)
     records.sort(key=lambda r: (order.index(r["run"]) if r["run"] in order else 99, r["seed"]))
     lines = [
-        f"{steps} steps at batch 128 ({steps * 128} training images) per run; quality of the final model on "
-        "1000 validation images (callbacks=quality).",
-        "",
-        "| run | seed | label pres. | logreg | kNN | FD recon | FD samples | pixel MSE | wall (s) | load |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"{steps} steps at batch 128 ({steps * 128} training images) per run (a smaller batch: as many images); "
+        "quality on 1000 validation images (callbacks=quality): label preservation at a third, two thirds and "
+        "the end of the run, the other metrics of the final model.",
     ]
-    for r in records:
-        f = r["final"]
-        cells = [f"{f.get(k, float('nan')):.3f}" for k in KEYS[:3]]
-        cells += [f"{f.get(k, float('nan')):.1f}" for k in KEYS[3:5]] + [f"{f.get('quality/mse', float('nan')):.4f}"]
-        load = f"{r['load_at_start'][0]:.0f}-{r['load_at_end'][0]:.0f}"
-        lines.append(f"| {r['run']} | {r['seed']} | " + " | ".join(cells) + f" | {r['train_wall_s']:.0f} | {load} |")
+    for name in ("mnist", "fashion_mnist"):
+        group = [r for r in records if dataset_of(r) == name]
+        if not group:
+            continue
+        lines += [
+            "",
+            f"**{name}**",
+            "",
+            "| run | seed | label pres. at 1/3 / 2/3 / end | logreg | kNN | FD recon | FD samples | pixel MSE "
+            "| wall (s) | load |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        lines += [table_row(r) for r in group]
+        suffix = "" if name == "mnist" else f"_{name}"
+        plot_curves(group, REPO / "docs" / "images" / f"recipe_ablation_{steps}steps{suffix}.png", steps, name)
     (folder / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    plot_curves(records, REPO / "docs" / "images" / f"recipe_ablation_{steps}steps.png", steps)
 
 
-def plot_curves(records: list[dict], path: Path, steps: int) -> None:
+def plot_curves(records: list[dict], path: Path, steps: int, dataset: str) -> None:
     """Label preservation and sample Frechet distance against training images, one line per record."""
     lines = [
         {
@@ -172,7 +200,8 @@ def plot_curves(records: list[dict], path: Path, steps: int) -> None:
         }
         for r in records
     ]
-    plot_quality_against_images(lines, path, f"MNIST, runs of {steps} steps: quality against training images")
+    title = f"{dataset}, runs of {steps * 128:,} images: quality against training images"
+    plot_quality_against_images(lines, path, title)
     print(f"figure: {path}")
 
 
