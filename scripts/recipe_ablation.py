@@ -37,6 +37,8 @@ RUNS: dict[str, list[str]] = {
     "published + adam 1e-3": ["experiment=ede_published", "model.optimizer=adam", "model.lr=1e-3"],
     "published + adam 3e-3": ["experiment=ede_published", "model.optimizer=adam", "model.lr=3e-3"],
     "recipe": ["experiment=ede_mnist_fast"],
+    # The recipe trained again with today's code: is the recipe's record (2026-12-02) still its seed's result?
+    "recipe, trained again": ["experiment=ede_mnist_fast"],
     "recipe, constant lr": ["experiment=ede_mnist_fast", "lr_schedule=constant"],
     "recipe, decoder_norm none (published decoder)": ["experiment=ede_mnist_fast", "model.decoder_norm=none"],
     "recipe, rmsprop 1e-4 (published optimizer)": [
