@@ -14,8 +14,9 @@ does with data.val_size), batch 128 drawn with replacement, the published random
 degrees (the fast path's batch rotation), bf16 autocast and channels-last as on this CPU's fast path.
 Two hooks exist only here, to test why the published decoder stalls: --output st (the final sigmoid's
 gradient floored at 0.05, so it cannot vanish) and --decoder-input-norm (each code scaled to RMS 1 before
-the decoder). Each run writes docs/results/runs/screen/<name>.json (its arguments, the machine's load,
-the quality rows and the loss terms every 50 steps).
+the decoder) and --code-norm (each code scaled to RMS 1 at the encoder's output, so the margin sets the
+fake distance relative to the codes). Each run writes docs/results/runs/screen/<name>.json (its arguments,
+the machine's load, the quality rows and the loss terms every 50 steps).
 """
 
 from __future__ import annotations
@@ -69,6 +70,19 @@ def hook_decoder(model: EncDec, output: str, input_norm: bool) -> None:
     decoder.forward = forward  # type: ignore[method-assign]
 
 
+def hook_encoder(model: EncDec) -> None:
+    """Each code scaled to RMS 1 (per row) at the encoder's output: the code scale is then fixed, so the margin
+    alone sets the distance d* = margin * fake_weight / (1 + fake_weight) at which the encoder holds a
+    reconstruction's code from its original's, relative to the codes' size (docs/method.md)."""
+    encode = model.encoder.forward
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        z = encode(x)
+        return z * torch.rsqrt(z.float().pow(2).mean(dim=1, keepdim=True) + 1e-8).to(z.dtype)
+
+    model.encoder.forward = forward  # type: ignore[method-assign]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name")
@@ -81,6 +95,7 @@ def main() -> None:
     parser.add_argument("--decoder-norm", default="none", choices=("none", "batch"))
     parser.add_argument("--output", default="sigmoid", choices=("sigmoid", "st"))
     parser.add_argument("--decoder-input-norm", action="store_true")
+    parser.add_argument("--code-norm", action="store_true", help="codes scaled to RMS 1 at the encoder's output")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--every", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
@@ -102,6 +117,8 @@ def main() -> None:
                    decoder_norm=args.decoder_norm, data_spec=ImageSpec())  # fmt: skip
     if args.output != "sigmoid" or args.decoder_input_norm:
         hook_decoder(model, args.output, args.decoder_input_norm)
+    if args.code_norm:
+        hook_encoder(model)
     model = model.to(memory_format=torch.channels_last)
     if args.optimizer == "adam":
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(args.beta1, 0.999))
