@@ -56,8 +56,9 @@ RUNS: dict[str, list[str]] = {
     "recipe, dropout 0": ["experiment=ede_mnist_fast", "model.dropout=0"],
     "recipe, batch 64 (same images)": ["experiment=ede_mnist_fast", "data.batch_size=64"],
     "recipe, latent_dim 64": ["experiment=ede_mnist_fast", "model.latent_dim=64"],
-    # The Fashion-MNIST twin (the recipe on that data falls after step 750 at 1e-3 on two seeds of three).
-    "fashion-mnist twin": ["experiment=ede_fashion_mnist_fast"],
+    # The Fashion-MNIST twin at MNIST's rate (it fell after step 750 on two seeds of three) and at a third of it
+    # (the twin's setting since 2026-12-07); both rates explicit, so the rows mean the same whatever the twin sets.
+    "fashion-mnist twin at 1e-3": ["experiment=ede_fashion_mnist_fast", "model.lr=1e-3"],
     "fashion-mnist twin, lr /3": ["experiment=ede_fashion_mnist_fast", "model.lr=3.3e-4"],
     # the baselines as first measured: the published decoder at a constant rate, whatever train's defaults are
     "AE, adam 1e-3": ["model=ae", "model.optimizer=adam", "model.lr=1e-3", *PLAIN],

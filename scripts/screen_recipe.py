@@ -55,12 +55,17 @@ class FlooredSigmoid(torch.autograd.Function):
         return grad * (out * (1 - out)).clamp_min(0.05)
 
 
+def rms_normalised(z: torch.Tensor) -> torch.Tensor:
+    """Each row of codes scaled to RMS 1 (computed in fp32 under bf16 autocast)."""
+    return z * torch.rsqrt(z.float().pow(2).mean(dim=1, keepdim=True) + 1e-8).to(z.dtype)
+
+
 def hook_decoder(model: EncDec, output: str, input_norm: bool) -> None:
     decoder = model.decoder
 
     def forward(z: torch.Tensor) -> torch.Tensor:
         if input_norm:
-            z = z * torch.rsqrt(z.float().pow(2).mean(dim=1, keepdim=True) + 1e-8).to(z.dtype)
+            z = rms_normalised(z)
         h = decoder.project(z).view(-1, 4 * decoder.width, 4, 4)
         h = decoder.conv1(decoder.upsample(h))[..., :7, :7]
         h = decoder.conv2(decoder.upsample(h))
@@ -77,8 +82,7 @@ def hook_encoder(model: EncDec) -> None:
     encode = model.encoder.forward
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        z = encode(x)
-        return z * torch.rsqrt(z.float().pow(2).mean(dim=1, keepdim=True) + 1e-8).to(z.dtype)
+        return rms_normalised(encode(x))
 
     model.encoder.forward = forward  # type: ignore[method-assign]
 
