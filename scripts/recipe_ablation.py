@@ -56,6 +56,7 @@ RUNS: dict[str, list[str]] = {
     "recipe, dropout 0": ["experiment=ede_mnist_fast", "model.dropout=0"],
     "recipe, batch 64 (same images)": ["experiment=ede_mnist_fast", "data.batch_size=64"],
     "recipe, latent_dim 64": ["experiment=ede_mnist_fast", "model.latent_dim=64"],
+    "recipe, code norm rms, margin 0.3": ["experiment=ede_mnist_fast", "model.code_norm=rms", "loss.margin=0.3"],
     # The Fashion-MNIST twin at MNIST's rate (it fell after step 750 on two seeds of three) and at a third of it
     # (the twin's setting since 2026-12-07); both rates explicit, so the rows mean the same whatever the twin sets.
     "fashion-mnist twin at 1e-3": ["experiment=ede_fashion_mnist_fast", "model.lr=1e-3"],

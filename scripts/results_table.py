@@ -50,6 +50,7 @@ ROWS: dict[str, tuple[list[str], str | int]] = {
     "EDE recipe fw=2": (["experiment=ede_{ds}_fast", "loss.fake_weight=2"], 1),
     "EDE recipe fw=4": (["experiment=ede_{ds}_fast", "loss.fake_weight=4"], 1),
     "EDE recipe": (["experiment=ede_{ds}_fast"], "many"),
+    "EDE recipe, code norm": (["experiment=ede_{ds}_fast", "model.code_norm=rms", "loss.margin=0.3"], "many"),
     "EDE published": (["experiment=ede_published", "data={ds}"], 1),
     "AE (best)": (["experiment=ae_mnist_best", "data={ds}"], "many"),
     "VAE (best)": (["experiment=vae_mnist_best", "data={ds}"], "many"),

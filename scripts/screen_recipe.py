@@ -14,9 +14,10 @@ does with data.val_size), batch 128 drawn with replacement, the published random
 degrees (the fast path's batch rotation), bf16 autocast and channels-last as on this CPU's fast path.
 Two hooks exist only here, to test why the published decoder stalls: --output st (the final sigmoid's
 gradient floored at 0.05, so it cannot vanish) and --decoder-input-norm (each code scaled to RMS 1 before
-the decoder) and --code-norm (each code scaled to RMS 1 at the encoder's output, so the margin sets the
-fake distance relative to the codes). Each run writes docs/results/runs/screen/<name>.json (its arguments,
-the machine's load, the quality rows and the loss terms every 50 steps).
+the decoder). --code-norm is the model's setting model.code_norm=rms (each code scaled to RMS 1 at the
+encoder's output, so the margin sets the fake distance relative to the codes). Each run writes
+docs/results/runs/screen/<name>.json (its arguments, the machine's load, the quality rows and the loss
+terms every 50 steps).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ sys.path.insert(0, str(REPO / "src"))  # runs from a checkout without activating
 from encdec_pl.data.device_batches import rotate, sample_angles  # noqa: E402
 from encdec_pl.evaluation.classifier import load_classifier  # noqa: E402
 from encdec_pl.evaluation.scoring import Split, judge, score_model  # noqa: E402
-from encdec_pl.models.ede import EncDec  # noqa: E402
+from encdec_pl.models.ede import EncDec, UnitRMS  # noqa: E402
 from encdec_pl.networks.image import ImageSpec  # noqa: E402
 
 
@@ -55,17 +56,12 @@ class FlooredSigmoid(torch.autograd.Function):
         return grad * (out * (1 - out)).clamp_min(0.05)
 
 
-def rms_normalised(z: torch.Tensor) -> torch.Tensor:
-    """Each row of codes scaled to RMS 1 (computed in fp32 under bf16 autocast)."""
-    return z * torch.rsqrt(z.float().pow(2).mean(dim=1, keepdim=True) + 1e-8).to(z.dtype)
-
-
 def hook_decoder(model: EncDec, output: str, input_norm: bool) -> None:
     decoder = model.decoder
 
     def forward(z: torch.Tensor) -> torch.Tensor:
         if input_norm:
-            z = rms_normalised(z)
+            z = UnitRMS()(z)
         h = decoder.project(z).view(-1, 4 * decoder.width, 4, 4)
         h = decoder.conv1(decoder.upsample(h))[..., :7, :7]
         h = decoder.conv2(decoder.upsample(h))
@@ -73,18 +69,6 @@ def hook_decoder(model: EncDec, output: str, input_norm: bool) -> None:
         return FlooredSigmoid.apply(logits) if output == "st" else torch.sigmoid(logits)
 
     decoder.forward = forward  # type: ignore[method-assign]
-
-
-def hook_encoder(model: EncDec) -> None:
-    """Each code scaled to RMS 1 (per row) at the encoder's output: the code scale is then fixed, so the margin
-    alone sets the distance d* = margin * fake_weight / (1 + fake_weight) at which the encoder holds a
-    reconstruction's code from its original's, relative to the codes' size (docs/method.md)."""
-    encode = model.encoder.forward
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        return rms_normalised(encode(x))
-
-    model.encoder.forward = forward  # type: ignore[method-assign]
 
 
 def main() -> None:
@@ -118,11 +102,10 @@ def main() -> None:
     fit = Split(images, labels).subset(2000, 0)
 
     model = EncDec(fake_weight=args.fake_weight, margin=args.margin, optimizer=args.optimizer, lr=args.lr,
-                   decoder_norm=args.decoder_norm, data_spec=ImageSpec())  # fmt: skip
+                   decoder_norm=args.decoder_norm, code_norm="rms" if args.code_norm else "none",
+                   data_spec=ImageSpec())  # fmt: skip
     if args.output != "sigmoid" or args.decoder_input_norm:
         hook_decoder(model, args.output, args.decoder_input_norm)
-    if args.code_norm:
-        hook_encoder(model)
     model = model.to(memory_format=torch.channels_last)
     if args.optimizer == "adam":
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(args.beta1, 0.999))

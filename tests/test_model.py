@@ -74,6 +74,28 @@ def test_batch_norm_in_the_tabular_decoder_keeps_the_plain_layout_and_its_output
         TabularDecoder(**table, norm="layer")
 
 
+def test_code_norm_rms_puts_every_code_at_rms_1_and_keeps_the_checkpoint_layout(tmp_path: Path) -> None:
+    """model.code_norm=rms: encode and the loss's three encodings give codes of RMS 1 (the latent norm is 1);
+    no tensors are added, and a checkpoint brings the setting back."""
+    torch.manual_seed(0)
+    plain, scaled = EncDec(latent_dim=8, width=8), EncDec(latent_dim=8, width=8, code_norm="rms")
+    assert plain.state_dict().keys() == scaled.state_dict().keys()
+    scaled.load_state_dict(plain.state_dict())
+    plain.eval(), scaled.eval()
+    x = torch.rand(5, 1, 28, 28)
+    z, z_plain = scaled.encode(x), plain.encode(x)
+    torch.testing.assert_close(z.pow(2).mean(dim=1), torch.ones(5))
+    # the direction of each code is the plain encoder's: only its length changes
+    torch.testing.assert_close(z, z_plain / z_plain.pow(2).mean(dim=1, keepdim=True).sqrt())
+    assert float(scaled.compute_losses(x)["latent_norm"]) == pytest.approx(1.0, abs=1e-5)
+    assert float(plain.compute_losses(x)["latent_norm"]) != pytest.approx(1.0, abs=1e-2)
+    path = tmp_path / "scaled.ckpt"
+    _save_checkpoint(scaled, path)
+    loaded = EncDec.load_from_checkpoint(path)
+    assert loaded.hparams["code_norm"] == "rms"
+    torch.testing.assert_close(loaded.encode(x), z)
+
+
 def test_encode_rejects_wrong_shapes_with_a_clear_message() -> None:
     model = EncDec()
     with pytest.raises(ValueError, match=r"\(B, 1, 28, 28\)"):
@@ -95,6 +117,7 @@ def test_encode_rejects_wrong_shapes_with_a_clear_message() -> None:
         ({"lr": 0}, "lr"),
         ({"optimizer": "sgdd"}, "optimizer"),
         ({"decoder_norm": "layer"}, "decoder_norm"),
+        ({"code_norm": "batch"}, "code_norm"),
     ],
 )
 def test_invalid_arguments_name_the_argument(kwargs: dict, name: str) -> None:

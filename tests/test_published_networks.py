@@ -56,6 +56,7 @@ def test_checkpoints_of_the_previous_layout_load_and_compute_the_same(option: st
     assert model.data_spec == ImageSpec((1, 28, 28))  # the checkpoint names no spec: the published images
     # settings the checkpoint predates take the value it was trained with, not today's defaults
     assert model.hparams["decoder_norm"] == "none"
+    assert model.hparams.get("code_norm", "none") == "none"
     assert model.hparams.get("recon_loss", "mse") == "mse"
     torch.manual_seed(3)
     x = torch.rand(2, 1, 28, 28)
