@@ -86,3 +86,30 @@ def test_tuning_says_so_when_no_rule_is_safe() -> None:
     rising = QualityCurve(q_steps, [s / 3000 for s in q_steps], higher_is_better=True)
     run = StudiedRun(steps, [1 + s / 100 for s in steps], {"q": rising})
     assert tune_rule({0: run}, tolerated_loss=0.02)["best"] is None
+
+
+@pytest.mark.parametrize("code_norm", ["none", "rms"])
+def test_detector_is_off_for_codes_of_fixed_size(code_norm: str, caplog: pytest.LogCaptureFixture) -> None:
+    """With model.code_norm=rms the latent norm is 1 at every step: a rule loose enough to fire on the plain
+    model's first steps must not fire on it, and the run says why once."""
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from encdec_pl import EncDec
+    from encdec_pl.runtime.callbacks import EquilibriumDetector
+
+    torch.manual_seed(0)
+    detector = EquilibriumDetector(window=2, tolerance=10.0, patience=1)
+    trainer = L.Trainer(max_steps=6, log_every_n_steps=1, callbacks=[detector], logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    data = DataLoader(TensorDataset(torch.rand(48, 1, 28, 28)), batch_size=8)
+    with caplog.at_level("INFO"):
+        trainer.fit(EncDec(latent_dim=4, width=4, code_norm=code_norm), data)
+    if code_norm == "rms":
+        assert detector.equilibrium_step is None
+        assert not any(k.startswith("equilibrium/") for k in trainer.callback_metrics)
+        assert "Equilibrium detector off: model.code_norm=rms" in caplog.text
+    else:
+        assert detector.equilibrium_step is not None
+        assert trainer.callback_metrics["equilibrium/reached"] == 1

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import lightning as L
 
 from encdec_pl.evaluation.equilibrium import EquilibriumRule, EquilibriumTracker
+
+log = logging.getLogger(__name__)
 
 
 class EquilibriumDetector(L.Callback):
@@ -19,6 +22,9 @@ class EquilibriumDetector(L.Callback):
     value again after resuming a run that had reached it), so the last logged values - a W&B run's
     summary, metrics.json - always say whether the equilibrium was reached; a run that never
     reached it has `equilibrium/reached`=0 and no `equilibrium/step`.
+
+    A model whose codes are scaled to a fixed size (EncDec's code_norm=rms) has a latent norm of 1 at every
+    step, so there is no equilibrium to find: the detector says so once and logs nothing.
     """
 
     def __init__(
@@ -34,6 +40,7 @@ class EquilibriumDetector(L.Callback):
         self.tracker = EquilibriumTracker(EquilibriumRule(window, tolerance, patience, min_step))
         self.equilibrium_value: float | None = None
         self._announced = False  # equilibrium/reached logged in this fit
+        self._fixed_norm = False  # the model's latent norm is 1 by construction
 
     @property
     def equilibrium_step(self) -> int | None:
@@ -41,8 +48,16 @@ class EquilibriumDetector(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._announced = False
+        self._fixed_norm = pl_module.hparams.get("code_norm", "none") != "none"
+        if self._fixed_norm and trainer.is_global_zero:
+            log.info(
+                f"Equilibrium detector off: model.code_norm={pl_module.hparams['code_norm']} holds the latent norm "
+                "at 1 (every code at RMS 1), so it has no equilibrium to reach"
+            )
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if self._fixed_norm:
+            return
         if trainer.global_step % trainer.log_every_n_steps != 0 or self.monitor not in trainer.callback_metrics:
             return
         if not self._announced:
