@@ -18,6 +18,7 @@ PUBLISHED = {
         "optimizer": "rmsprop",
         "lr": 1e-4,
         "decoder_norm": "none",
+        "code_norm": "none",
     },
     "loss": {"margin": 1.0, "pull_weight": 1.0, "push_weight": 1.0, "fake_weight": 2.0},
     "data": {"batch_size": 128, "rotation": 10.0},
