@@ -4,7 +4,8 @@ detector (callbacks=equilibrium) fire there, and does the level it settles at fo
     python scripts/equilibrium_study.py                  # train what is missing, then analyse
     python scripts/equilibrium_study.py --stage analyse  # figures and numbers from the committed records
 
-Runs EDE with the recipe (--experiment, default ede_mnist_fast) at a constant learning rate (--schedule
+Runs EDE with the recipe (--experiment, default ede_mnist_fast) with codes of free size at margin 1 (the recipe
+until 2026-12-07; its code_norm=rms since holds the latent norm at 1) at a constant learning rate (--schedule
 constant, the default: a rate decayed to 0 freezes the latent norm by construction) with `callbacks=quality`,
 which scores the model every --every steps on fixed validation subsets and runs the equilibrium detector:
   - the main runs: --seeds (0 1 2), --steps steps each (well past the quality plateau);
@@ -302,7 +303,11 @@ def main() -> None:
     records = args.results / "runs" / "equilibrium"
     # Constant by default: a rate decayed to 0 over the run freezes the latent norm at the end whatever the
     # dynamics do, which would make the claim (the norm settles by itself, and quality with it) true by construction.
-    base = [f"experiment={args.experiment}", *(["lr_schedule=constant"] if args.schedule == "constant" else [])]
+    # Codes of free size at the published margin, as the claim is about them and the records were made so: the
+    # recipe's code_norm=rms (since 2026-12-07) holds the latent norm at 1, which has no equilibrium to study.
+    free_codes = ["model.code_norm=none", "loss.margin=1.0"]
+    base = [f"experiment={args.experiment}", *free_codes,
+            *(["lr_schedule=constant"] if args.schedule == "constant" else [])]  # fmt: skip
     tag = args.experiment + ("_cosine" if args.schedule == "cosine" else "")
     mains = {seed: f"{tag}_{args.steps}steps_seed{seed}" for seed in args.seeds}
     margins = {m: f"{tag}_margin{m:g}_{args.margin_steps}steps_seed0" for m in args.margins}

@@ -44,13 +44,19 @@ from logged_runs import completed, measured, plot_quality_against_images, run  #
 
 DATASETS = ("mnist", "fashion_mnist")
 # row -> (overrides, with {ds} the dataset; seeds: "many" = --seeds, 1 = seed 0 only)
+# "EDE recipe, free codes": the recipe of 2026-12-02 to 12-07, codes of free size at the published margin (its records
+# say so in settings_then); the recipe since scales every code to RMS 1 at margin 0.3 (docs/recipe.md, "Code scale").
+FREE_CODES = ["model.code_norm=none", "loss.margin=1.0"]
 ROWS: dict[str, tuple[list[str], str | int]] = {
     "EDE recipe fw=0": (["experiment=ede_{ds}_fast", "loss.fake_weight=0"], 1),
     "EDE recipe fw=1": (["experiment=ede_{ds}_fast", "loss.fake_weight=1"], 1),
     "EDE recipe fw=2": (["experiment=ede_{ds}_fast", "loss.fake_weight=2"], 1),
     "EDE recipe fw=4": (["experiment=ede_{ds}_fast", "loss.fake_weight=4"], 1),
     "EDE recipe": (["experiment=ede_{ds}_fast"], "many"),
-    "EDE recipe, code norm": (["experiment=ede_{ds}_fast", "model.code_norm=rms", "loss.margin=0.3"], "many"),
+    "EDE recipe, free codes fw=0": (["experiment=ede_{ds}_fast", *FREE_CODES, "loss.fake_weight=0"], 1),
+    "EDE recipe, free codes fw=1": (["experiment=ede_{ds}_fast", *FREE_CODES, "loss.fake_weight=1"], 1),
+    "EDE recipe, free codes fw=4": (["experiment=ede_{ds}_fast", *FREE_CODES, "loss.fake_weight=4"], 1),
+    "EDE recipe, free codes": (["experiment=ede_{ds}_fast", *FREE_CODES], "many"),
     "EDE published": (["experiment=ede_published", "data={ds}"], 1),
     "AE (best)": (["experiment=ae_mnist_best", "data={ds}"], "many"),
     "VAE (best)": (["experiment=vae_mnist_best", "data={ds}"], "many"),
@@ -267,7 +273,7 @@ def write_table(args: argparse.Namespace) -> None:
 
 def plot_curves(records: dict[str, list[dict]], path: Path, ds: str) -> None:
     lines = []
-    for name in ("EDE recipe", "EDE published", "AE (best)", "VAE (best)"):
+    for name in ("EDE recipe", "EDE recipe, free codes", "EDE published", "AE (best)", "VAE (best)"):
         for i, record in enumerate(records.get(name, [])):
             curve = measured(record["quality_curve"])
             lines.append({

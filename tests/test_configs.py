@@ -100,11 +100,15 @@ def test_adult_experiment_is_the_measured_run(tmp_path: Path) -> None:
     # experiment=ede_adult must train what docs/tabular.md measured: the record's own command, composed.
     record = json.loads((REPO_ROOT / "docs/results/tabular/rate_ede_fw2_e240_lr3e-4_s0.json").read_text())
     measured = [o for o in record["train_command"].split()[3:] if not o.startswith(("seed=", "logger=", "~"))]
+    # train's defaults when the record ran, since changed (codes of free size at margin 1; now code_norm=rms, 0.3)
+    measured = ["model.code_norm=none", "loss.margin=1.0", *measured]
     experiment, run = (compose_config("train", o, tmp_path) for o in (["experiment=ede_adult"], measured))
     for group in ("model", "loss", "data", "network"):
         assert experiment[group] == run[group], group
     assert experiment.trainer.max_epochs == run.trainer.max_epochs == record["epochs"] == 240
     assert experiment.model.lr == record["model_hparams"]["lr"] == 3e-4
+    assert experiment.loss.margin == record["model_hparams"]["margin"] == 1.0
+    assert experiment.model.code_norm == "none"  # the record predates the setting: its codes were of free size
 
 
 def test_fashion_mnist_experiment_switches_dataset(tmp_path: Path) -> None:

@@ -45,6 +45,8 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, data_root: Path, eval_classi
         "-m",
         "callbacks.equilibrium.tolerance=10,1e-12",
         "loss.fake_weight=2",
+        "model.code_norm=none",  # codes of free size: the recipe's codes at RMS 1 hold the latent norm at 1
+        "loss.margin=1.0",
         "hydra/launcher=basic",
         f"hydra.sweep.dir={sweep_dir}",
         "logger.wandb.mode=offline",
@@ -115,7 +117,8 @@ def test_sweep_runs_share_a_group_carry_their_overrides_and_always_say_whether_t
     runs = {run.setting("callbacks.equilibrium.tolerance"): run for run in read_logged_runs(sweep)}
     reached, never = runs[10], runs[1e-12]
     # Named by their overrides: the usual settings and group choices first, then the rest, no paths.
-    assert reached.name.startswith("fw2-quality-bs32-tolerance=10-") and "-tolerance=1e-12-" in never.name
+    assert reached.name.startswith("fw2-margin1-quality-bs32-tolerance=10-code_norm=none-")
+    assert "-tolerance=1e-12-" in never.name
     assert "/" not in reached.name
     assert "loss.fake_weight=2" in reached.config["overrides"]
     assert not any(o.startswith("data.root=") for o in reached.config["overrides"])  # paths are not settings

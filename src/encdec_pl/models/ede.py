@@ -14,7 +14,13 @@ from encdec_pl.networks import DataSpec
 
 # What the published runs used where the recipe differs (the rest of the published setup is the default);
 # conf/experiment/ede_published.yaml is the same for the command line.
-PUBLISHED: dict[str, Any] = {"optimizer": "rmsprop", "lr": 1e-4, "decoder_norm": "none", "code_norm": "none"}
+PUBLISHED: dict[str, Any] = {
+    "optimizer": "rmsprop",
+    "lr": 1e-4,
+    "decoder_norm": "none",
+    "code_norm": "none",
+    "margin": 1.0,
+}
 
 # model.code_norm: what is done to the encoder's output before it is a code (docs/recipe.md, "Code scale").
 CODE_NORMS = ("none", "rms")
@@ -35,10 +41,10 @@ class UnitRMS(nn.Module):
 class EncDec(BaseAutoencoder):
     """Encoder-decoder-encoder trained only by comparing codes (pull, push, fake).
 
-    Defaults are the recipe (docs/recipe.md): the published networks and loss (latent size 32, width 32,
-    dropout 1/32, EDELoss's margin 1 and fake weight 2; docs/method.md) with batch norm in the decoder and
-    Adam at 1e-3. `EncDec(**PUBLISHED)` is the published model (RMSprop at 1e-4, the plain decoder).
-    `code_norm="rms"` scales every code to RMS 1 at the encoder's output (UnitRMS).
+    Defaults are the recipe (docs/recipe.md): the published networks and loss terms (latent size 32, width 32,
+    dropout 1/32, fake weight 2; docs/method.md) with batch norm in the decoder, every code scaled to RMS 1 at
+    the encoder's output (UnitRMS) with margin 0.3, and Adam at 1e-3. `EncDec(**PUBLISHED)` is the published
+    model (RMSprop at 1e-4, the plain decoder, codes of free size, margin 1).
 
     >>> model = EncDec.load_from_checkpoint("outputs/train/.../checkpoints/last.ckpt")
     >>> z = model.encode(x)        # (B, 1, 28, 28) in [0, 1] -> (B, 32)
@@ -55,7 +61,7 @@ class EncDec(BaseAutoencoder):
         latent_dim: int = 32,
         width: int = 32,
         dropout: float = 1 / 32,
-        margin: float = EDELoss.margin,
+        margin: float = 0.3,  # the recipe's, for codes at RMS 1; published (EDELoss's default): 1 with free codes
         pull_weight: float = EDELoss.pull_weight,
         push_weight: float = EDELoss.push_weight,
         fake_weight: float = EDELoss.fake_weight,
@@ -64,7 +70,7 @@ class EncDec(BaseAutoencoder):
         latent_norm_window: int = 64,
         data_spec: DataSpec | dict[str, Any] | None = None,
         decoder_norm: str = "batch",
-        code_norm: str = "none",
+        code_norm: str = "rms",
     ) -> None:
         require(is_number(margin) and margin > 0, "margin", margin, "> 0")
         for name, weight in [("pull_weight", pull_weight), ("push_weight", push_weight), ("fake_weight", fake_weight)]:
