@@ -153,7 +153,7 @@ class TabularEncDec(TabularParts, EncDec):
         numeric_loss: str = "mse",
         numeric_weight: float = 1.0,
         categorical_weight: float = 1.0,
-        margin: float = 1.0,
+        margin: float = 0.3,  # EncDec's: the recipe's margin for codes at RMS 1
         pull_weight: float = 1.0,
         push_weight: float = 1.0,
         fake_weight: float = 2.0,
@@ -161,25 +161,26 @@ class TabularEncDec(TabularParts, EncDec):
         lr: float = 1e-3,
         latent_norm_window: int = 64,
         decoder_norm: str = "batch",
+        code_norm: str = "rms",
     ) -> None:
         _check_table_settings(table, hidden_dim, depth, discrete_output, tau, numeric_loss, numeric_weight,
                               categorical_weight, decoder_norm)  # fmt: skip
         _check_arch(arch, token_dim, token_layers, token_heads)
         super().__init__(latent_dim, width, dropout, margin, pull_weight, push_weight, fake_weight, optimizer, lr,
-                         latent_norm_window)  # fmt: skip
+                         latent_norm_window, code_norm=code_norm)  # fmt: skip
         self.save_hyperparameters(logger=False)  # `table` holds the encoding's knots: kept out of the loggers
         self._build_tabular(latent_dim)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Encoded rows (B, width) -> codes (B, latent_dim)."""
         self._check_rows(x)
-        return self.encoder(x)
+        return self.code_scale(self.encoder(x))
 
     def compute_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        z = self.encoder(x)
+        z = self.code_scale(self.encoder(x))
         x_rec = self.decoder(z)
         fake = self.repaired(x_rec.detach()) if self.hparams["discrete_output"] == "repair" else x_rec.detach()
-        z_rec, z_fake = self.encoder(torch.cat([x_rec, fake])).chunk(2)
+        z_rec, z_fake = self.code_scale(self.encoder(torch.cat([x_rec, fake]))).chunk(2)
         terms = self.loss(z, z_rec, z_fake)
         terms["latent_norm"] = latent_norm(z, z_rec)
         return terms
