@@ -125,9 +125,18 @@ def train_and_evaluate(name: str, ds: str, seed: int, overrides: list[str], args
     # the run folder; an attempt that never recorded its end ends at its last checkpoint's time (what came after was
     # lost and is trained again), so the record counts the whole run, not the part after the last resume.
     attempts_file = run_dir / "train_attempts.json"
+    # A run folder is resumed or scored only for the command that made it: a folder left by a row whose settings
+    # have changed since (the recipe's, 2026-12-07) would otherwise be scored under the new row's name.
+    command_file = run_dir / "train_command.json"
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        made_by = json.loads(command_file.read_text()) if command_file.is_file() else None
+        if made_by != train_command[1:]:
+            made = "not recorded" if made_by is None else " ".join(made_by)
+            raise SystemExit(f"error: {run_dir} holds a run of another command ({made}); remove it to train this row")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    command_file.write_text(json.dumps(train_command[1:]))
     if not completed(run_dir):
         last = run_dir / "checkpoints" / "last.ckpt"
-        run_dir.mkdir(parents=True, exist_ok=True)
         attempts = json.loads(attempts_file.read_text()) if attempts_file.is_file() else []
         for attempt in attempts:
             if attempt["end"] is None:
