@@ -81,16 +81,20 @@ class EncDec(BaseAutoencoder):
         self.loss = EDELoss(margin, pull_weight, push_weight, fake_weight)
         self.code_scale = UnitRMS() if code_norm == "rms" else nn.Identity()
 
+    def codes(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's output as a code: scaled by code_norm (every path to a code goes through here)."""
+        return self.code_scale(self.encoder(x))
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.code_scale(super().encode(x))
 
     def compute_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        z = self.code_scale(self.encoder(x))
+        z = self.codes(x)
         x_rec = self.decoder(z)
         # One encoder pass over both re-encodings. The second half sees the decoder
         # output detached (docs/method.md's sg): the fake term trains the encoder alone,
         # as a GAN's discriminator, and never the decoder.
-        z_rec, z_fake = self.code_scale(self.encoder(torch.cat([x_rec, x_rec.detach()]))).chunk(2)
+        z_rec, z_fake = self.codes(torch.cat([x_rec, x_rec.detach()])).chunk(2)
         terms = self.loss(z, z_rec, z_fake)
         terms["latent_norm"] = latent_norm(z, z_rec)
         return terms

@@ -174,13 +174,13 @@ class TabularEncDec(TabularParts, EncDec):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Encoded rows (B, width) -> codes (B, latent_dim)."""
         self._check_rows(x)
-        return self.code_scale(self.encoder(x))
+        return self.codes(x)
 
     def compute_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        z = self.code_scale(self.encoder(x))
+        z = self.codes(x)
         x_rec = self.decoder(z)
         fake = self.repaired(x_rec.detach()) if self.hparams["discrete_output"] == "repair" else x_rec.detach()
-        z_rec, z_fake = self.code_scale(self.encoder(torch.cat([x_rec, fake]))).chunk(2)
+        z_rec, z_fake = self.codes(torch.cat([x_rec, fake])).chunk(2)
         terms = self.loss(z, z_rec, z_fake)
         terms["latent_norm"] = latent_norm(z, z_rec)
         return terms
