@@ -234,6 +234,9 @@ def cell(values: list[float], digits: int) -> str:
     return f"{mean(values):.{digits}f} ± {stdev(values):.{digits}f}"
 
 
+HEADLINE = 384000  # the budget of the table in docs/results.md and the README (3000 steps at batch 128)
+
+
 def write_table(args: argparse.Namespace) -> None:
     lines = [f"Budget: {args.images} training images per run ({args.images // 128} steps at batch 128).", ""]
     for ds in args.datasets:
@@ -305,7 +308,9 @@ def main() -> None:
     parser.add_argument("--quality-every", type=int, default=100, help="steps between quality measurements")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "results_table", help="where the runs go")
     parser.add_argument("--records", type=Path, default=REPO / "docs" / "results" / "runs")
-    parser.add_argument("--figures", type=Path, default=REPO / "docs" / "images" / "results")
+    parser.add_argument(
+        "--figures", type=Path, help=f"default: docs/images/results, or its images_<budget>/ for budgets but {HEADLINE}"
+    )
     parser.add_argument("--stage", choices=("all", "table"), default="all")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
@@ -315,6 +320,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.epochs is not None:
         args.images = 430 * 128 * args.epochs
+    if args.figures is None:  # another budget's pictures must not replace those of the headline table (docs link them)
+        args.figures = REPO / "docs" / "images" / "results"
+        if args.images != HEADLINE:
+            args.figures = args.figures / f"images_{args.images}"
     args.out = args.out.absolute()
     if args.stage == "all":
         collect(args)
