@@ -19,7 +19,8 @@ session (whose outputs/ folder is gone) trains only the runs without one. The fi
 docs/results.md (published settings for every EDE row, AE and VAE at RMSprop 1e-4, one epoch) was made
 by this script's earlier version (commit 8d96917). A run interrupted inside a
 session restarts from its last checkpoint under --out. Seeds: 3 for the recipe, AE and VAE rows,
-1 for the rest (--seeds changes the 3; --only-seed S trains seed S alone, so two jobs can share a row).
+1 for the rest (--seeds changes the 3, --seed-every-row gives it to every row; --only-seed S trains seed S
+alone, so two jobs can share a row).
 Extra arguments are Hydra overrides for every training run.
 """
 
@@ -201,7 +202,7 @@ def collect(args: argparse.Namespace) -> None:
             if name.startswith("EDE recipe fw=") and float(name.split("=")[1]) == recipe_fake_weight(ds):
                 continue  # the same run as the recipe row's seed 0: the table shows that one
             overrides = [o.format(ds=ds) for o in overrides]
-            for seed in range(args.seeds) if seeds == "many" else [0]:
+            for seed in range(args.seeds) if seeds == "many" or args.seed_every_row else [0]:
                 if args.only_seed is not None and seed != args.only_seed:
                     continue  # another job trains this seed (one table split over parallel jobs)
                 path = records_dir(args, ds) / f"{slug(name)}_seed{seed}.json"
@@ -304,6 +305,9 @@ def main() -> None:
     )
     parser.add_argument("--epochs", type=int, help="the budget in epochs instead (430 steps of 128 images each)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of the recipe, AE and VAE rows")
+    parser.add_argument(
+        "--seed-every-row", action="store_true", help="train --seeds seeds of the one-seed rows too (to check one)"
+    )
     parser.add_argument("--only-seed", type=int, help="train only this seed (split a table over parallel jobs)")
     parser.add_argument("--quality-every", type=int, default=100, help="steps between quality measurements")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "results_table", help="where the runs go")
