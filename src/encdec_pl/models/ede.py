@@ -82,7 +82,7 @@ class EncDec(BaseAutoencoder):
         self.code_scale = UnitRMS() if code_norm == "rms" else nn.Identity()
 
     def codes(self, x: torch.Tensor) -> torch.Tensor:
-        """The encoder's output as a code: scaled by code_norm (every path to a code goes through here)."""
+        """The encoder's output as a code, scaled by code_norm: the loss's path (encode checks the shape first)."""
         return self.code_scale(self.encoder(x))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
