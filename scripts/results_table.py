@@ -262,8 +262,10 @@ def write_table(args: argparse.Namespace) -> None:
         for name in ROWS:
             rs, shown = records.get(name, []), name
             if name.startswith("EDE recipe fw=") and float(name.split("=")[1]) == recipe_fake_weight(ds):
-                # the fake_weight sweep's own point is the recipe's seed-0 run, named so it does not read as another run
-                rs = [r for r in records.get("EDE recipe", []) if r["seed"] == 0]
+                # the fake_weight sweep's own point is the recipe's seed-0 run, named so it does not read as another
+                # run; shown only beside the sweep's other points (else it repeats the recipe's row)
+                sweep = any(r.startswith("EDE recipe fw=") for r in records)
+                rs = [r for r in records.get("EDE recipe", []) if r["seed"] == 0] if sweep else []
                 shown = f"{name} (the recipe's seed 0)"
             if not rs:
                 continue
