@@ -66,6 +66,9 @@ RUNS: dict[str, list[str]] = {
     "recipe with code norm, dropout 0": [*RECIPE, "model.dropout=0"],
     "recipe with code norm, latent_dim 64": [*RECIPE, "model.latent_dim=64"],
     "recipe with code norm, fake_weight 8": [*RECIPE, "loss.fake_weight=8"],
+    # Is it the fake distance d* = margin * fw / (1 + fw) that a larger fake weight changes, or the weight itself?
+    # margin 0.4 at fw 2 has fw 8's d* (0.267 of the code RMS) at fw 2's weight.
+    "recipe with code norm, margin 0.4, fake_weight 2 (fw 8's d*)": [*RECIPE, "loss.margin=0.4", "loss.fake_weight=2"],
     # The Fashion-MNIST twin at MNIST's rate (it fell after step 750 on two seeds of three) and at a third of it
     # (the twin's setting since 2026-12-07); both rates explicit, so the rows mean the same whatever the twin sets.
     "fashion-mnist twin at 1e-3": ["experiment=ede_fashion_mnist_fast", *RECIPE_FREE_CODES[1:], "model.lr=1e-3"],
