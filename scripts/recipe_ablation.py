@@ -33,8 +33,8 @@ from logged_runs import completed, measured, plot_quality_against_images, run  #
 # "published + adam 1e-3", and its "lr x3" row is "published + adam 3e-3"; before the cosine schedule was
 # part of it, "recipe" was today's "recipe, constant lr" and "recipe + cosine lr decay" today's "recipe").
 PLAIN = ["model.decoder_norm=none", "lr_schedule=constant"]
-RECIPE_FREE_CODES = ["experiment=ede_mnist_fast", "model.code_norm=none", "loss.margin=1.0"]
-RECIPE = ["experiment=ede_mnist_fast", "model.code_norm=rms", "loss.margin=0.3"]
+RECIPE_FREE_CODES = ["experiment=ede_mnist_fast", "model.code_norm=none", "loss.margin=1.0", "loss.fake_weight=2"]
+RECIPE = ["experiment=ede_mnist_fast", "model.code_norm=rms", "loss.margin=0.3", "loss.fake_weight=8"]
 RUNS: dict[str, list[str]] = {
     "published": ["experiment=ede_published"],
     "published + adam 1e-3": ["experiment=ede_published", "model.optimizer=adam", "model.lr=1e-3"],
@@ -59,8 +59,8 @@ RUNS: dict[str, list[str]] = {
     "recipe, dropout 0": [*RECIPE_FREE_CODES, "model.dropout=0"],
     "recipe, batch 64 (same images)": [*RECIPE_FREE_CODES, "data.batch_size=64"],
     "recipe, latent_dim 64": [*RECIPE_FREE_CODES, "model.latent_dim=64"],
-    # The recipe since 2026-12-07, its settings named so the rows keep their meaning, and one change each.
-    "recipe with code norm": [*RECIPE],
+    # The recipe since 2026-12-08 (codes at RMS 1 since 12-07, fake weight 8 since 12-08), its settings named so the
+    # rows keep their meaning, and one change each. Its own row is "recipe with code norm, fake_weight 8" (seed 0).
     "recipe with code norm, margin 1": [*RECIPE, "loss.margin=1.0"],
     "recipe with code norm, margin 0.1": [*RECIPE, "loss.margin=0.1"],
     "recipe with code norm, dropout 0": [*RECIPE, "model.dropout=0"],

@@ -45,9 +45,10 @@ from logged_runs import completed, measured, plot_quality_against_images, run  #
 
 DATASETS = ("mnist", "fashion_mnist")
 # row -> (overrides, with {ds} the dataset; seeds: "many" = --seeds, 1 = seed 0 only)
-# "EDE recipe, free codes": the recipe of 2026-12-02 to 12-07, codes of free size at the published margin (its records
-# say so in settings_then); the recipe since scales every code to RMS 1 at margin 0.3 (docs/recipe.md, "Code scale").
-FREE_CODES = ["model.code_norm=none", "loss.margin=1.0"]
+# "EDE recipe, free codes": the recipe of 2026-12-02 to 12-07, codes of free size at the published margin and fake
+# weight 2 (its records say so in settings_then); the recipe since scales every code to RMS 1 at margin 0.3
+# (docs/recipe.md, "Code scale"), and since 2026-12-08 its fake weight is 8 ("EDE recipe fw=2": the recipe until then).
+FREE_CODES = ["model.code_norm=none", "loss.margin=1.0", "loss.fake_weight=2"]
 ROWS: dict[str, tuple[list[str], str | int]] = {
     "EDE recipe fw=0": (["experiment=ede_{ds}_fast", "loss.fake_weight=0"], 1),
     "EDE recipe fw=1": (["experiment=ede_{ds}_fast", "loss.fake_weight=1"], 1),
@@ -290,14 +291,16 @@ def write_table(args: argparse.Namespace) -> None:
 
 def plot_curves(records: dict[str, list[dict]], path: Path, ds: str) -> None:
     lines = []
-    for name in ("EDE recipe", "EDE recipe, free codes", "EDE published", "AE (best)", "VAE (best)"):
+    colors = {"EDE recipe": "C0", "EDE recipe fw=2": "C9", "EDE recipe, free codes": "C7", "EDE published": "C1",
+              "AE (best)": "C2", "VAE (best)": "C3"}  # fmt: skip
+    for name, color in colors.items():
         for i, record in enumerate(records.get(name, [])):
             curve = measured(record["quality_curve"])
             lines.append({
                 "images": [row["step"] * record["batch_size"] for row in curve],
                 "label_preservation": [row.get("quality/label_preservation") for row in curve],
                 "frechet_samples": [row.get("quality/frechet/samples") for row in curve],
-                "label": name if i == 0 else None, "color": f"C{list(ROWS).index(name) % 10}", "alpha": 0.8,
+                "label": name if i == 0 else None, "color": color, "alpha": 0.8,
             })  # fmt: skip
     plot_quality_against_images(lines, path, f"{ds}: quality against training budget (every seed a line)")
 

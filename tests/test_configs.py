@@ -75,7 +75,7 @@ def test_model_and_data_configs_name_constructor_arguments(cfg_train: DictConfig
 
 def test_composed_config_builds_real_objects(cfg_train: DictConfig) -> None:
     model = construct(cfg_train, "model", "loss")
-    assert isinstance(model, EncDec) and model.hparams["fake_weight"] == 2.0
+    assert isinstance(model, EncDec) and model.hparams["fake_weight"] == 8.0  # the recipe's (conf/loss/ede.yaml)
     assert isinstance(construct(cfg_train, "data"), MNISTDataModule)
     callbacks = build_callbacks(cfg_train.callbacks)
     assert {type(c).__name__ for c in callbacks} >= {
