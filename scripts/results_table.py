@@ -194,6 +194,9 @@ def recipe_fake_weight(ds: str) -> float:
     """loss.fake_weight of the recipe, as train composes experiment=ede_<ds>_fast (which may inherit it)."""
     from hydra import compose, initialize_config_dir
 
+    from encdec_pl.runtime.cli import prepare_process
+
+    prepare_process()  # train's resolvers and warning filters, so this compose reads the config as train does
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return float(compose("train", overrides=[f"experiment=ede_{ds}_fast"]).loss.fake_weight)
 
