@@ -30,7 +30,7 @@ def test_run_writes_checkpoints_images_config_and_log(trained_run: Path) -> None
     assert (trained_run / "images" / "latent_norm.png").is_file()
     config = yaml.safe_load((trained_run / "config.yaml").read_text())
     assert config["seed"] == 0  # seed 0 is honoured, not treated as "no seed"
-    assert config["loss"]["fake_weight"] == 2.0
+    assert config["loss"]["fake_weight"] == 8.0  # the recipe's, train's default (conf/loss/ede.yaml)
     assert (trained_run / "train.log").stat().st_size > 0
     summary = json.loads((trained_run / "metrics.json").read_text())
     assert summary["status"] == "completed" and summary["global_step"] == TRAIN_STEPS
