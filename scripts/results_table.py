@@ -27,6 +27,7 @@ Extra arguments are Hydra overrides for every training run.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -190,6 +191,7 @@ def records_dir(args: argparse.Namespace, ds: str) -> Path:
     return args.records / f"images_{args.images}" / ds
 
 
+@functools.cache  # one Hydra compose per dataset, not one per row the table and collect look at
 def recipe_fake_weight(ds: str) -> float:
     """loss.fake_weight of the recipe, as train composes experiment=ede_<ds>_fast (which may inherit it)."""
     from hydra import compose, initialize_config_dir
